@@ -1,0 +1,14 @@
+/**
+ * Strata core: typed middleware for Effect 4 HTTP. Every request-scoped service a handler reads must
+ * be provided by a middleware on its route, and every error must have a response, or it does not
+ * compile.
+ *
+ * @since 0.1.0
+ */
+export * as App from "./App.ts"
+export * as HttpError from "./HttpError.ts"
+export * as Logger from "./Logger.ts"
+export * as Middleware from "./Middleware.ts"
+export * as RequestId from "./RequestId.ts"
+export * as Route from "./Route.ts"
+export * as Router from "./Router.ts"
