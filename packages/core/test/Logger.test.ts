@@ -6,7 +6,12 @@ import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import { App, Logger as RequestLogger, RequestId, Route, Router } from "../src/index.ts"
 import { auth, CurrentUser, session, UsersLive } from "./fixtures.ts"
 
-type Line = Logger.Logger.Output<typeof Logger.formatStructured>
+interface Line {
+  readonly level: string
+  readonly message: unknown
+  readonly cause: string | undefined
+  readonly annotations: Record<string, unknown>
+}
 
 const capture = () => {
   const lines: Array<Line> = []
