@@ -538,7 +538,10 @@ export const oneOf = <const Alternatives extends Record<string, Middleware<any, 
 
 // Marks a failure of the inside so it is told apart from the alternative's own failure.
 class InnerFailure {
-  constructor(readonly cause: Cause.Cause<unknown>) {}
+  readonly cause: Cause.Cause<unknown>
+  constructor(cause: Cause.Cause<unknown>) {
+    this.cause = cause
+  }
 }
 
 const oneOfRun = (

@@ -8,8 +8,10 @@ const ok = HttpServerResponse.text("ok")
 
 class Conflict extends Error {
   readonly _tag = "Conflict"
-  constructor(readonly id: string) {
+  readonly id: string
+  constructor(id: string) {
     super("conflict")
+    this.id = id
   }
 }
 
