@@ -8,6 +8,8 @@ import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
 import type * as Types from "effect/Types"
 import * as HttpServerRespondable from "effect/http/HttpServerRespondable"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
@@ -132,6 +134,41 @@ export class BadRequest extends Class("BadRequest", {
   readonly reason: string
   readonly issues?: ReadonlyArray<{ readonly path: string; readonly message: string }>
 }> {}
+
+const standardFormatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/**
+ * A 400 with a field-level report of a Schema decoding failure: each issue's path (`items.0.name`)
+ * and message. Decode with `{ errors: "all" }` to report every field, not only the first.
+ *
+ * @category constructors
+ */
+export const fromSchemaError = (error: Schema.SchemaError): BadRequest =>
+  new BadRequest({
+    reason: "The request does not match the expected shape",
+    issues: standardFormatter(error.issue).issues.map((issue) => ({
+      path: (issue.path ?? []).map((p) => (typeof p === "object" ? String(p.key) : String(p))).join("."),
+      message: issue.message
+    }))
+  })
+
+/**
+ * Turns the `SchemaError` of an effect into `BadRequest` (400 with a field-level report).
+ *
+ * @example
+ * ```ts
+ * const input = yield* HttpServerRequest.schemaBodyJson(NoteInput, { errors: "all" }).pipe(HttpError.mapSchemaError)
+ * ```
+ * @category combinators
+ */
+export const mapSchemaError = <A, E, R>(
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, Exclude<E, Schema.SchemaError> | BadRequest, R> =>
+  Effect.mapError(self, (error) =>
+    typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "SchemaError"
+      ? fromSchemaError(error as unknown as Schema.SchemaError)
+      : (error as Exclude<E, Schema.SchemaError>)
+  )
 
 /**
  * No valid credentials. `challenge` becomes the `WWW-Authenticate` header (`Bearer realm="api"`).

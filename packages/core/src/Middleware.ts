@@ -344,15 +344,12 @@ const infoOf = (options: Options<ReadonlyArray<Context.Key<any, any>>, string>):
 export const make = <
   const Provides extends ReadonlyArray<Context.Key<any, any>> = readonly [],
   const Handles extends string = never,
-  E = never,
-  R = never
+  Out extends Effect.Effect<HttpServerResponse.HttpServerResponse, any, any> = never
 >(
   options: Options<Provides, Handles> & {
-    readonly apply: (
-      next: Next<IdentifierOf<Provides[number]>, Handles>
-    ) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+    readonly apply: (next: Next<IdentifierOf<Provides[number]>, Handles>) => Out
   }
-): Checked<IdentifierOf<Provides[number]>, E, R, Handles> =>
+): Checked<IdentifierOf<Provides[number]>, Effect.Error<Out>, Effect.Services<Out>, Handles> =>
   fromEntries([{ info: infoOf(options), build: Effect.succeed(options.apply as Wrap) }]) as any
 
 /**
@@ -364,21 +361,14 @@ export const make = <
 export const effect = <
   const Provides extends ReadonlyArray<Context.Key<any, any>> = readonly [],
   const Handles extends string = never,
-  E = never,
-  R = never,
+  Out extends Effect.Effect<HttpServerResponse.HttpServerResponse, any, any> = never,
   LE = never,
   LR = never
 >(
   options: Options<Provides, Handles> & {
-    readonly build: Effect.Effect<
-      (
-        next: Next<IdentifierOf<Provides[number]>, Handles>
-      ) => Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
-      LE,
-      LR
-    >
+    readonly build: Effect.Effect<(next: Next<IdentifierOf<Provides[number]>, Handles>) => Out, LE, LR>
   }
-): Checked<IdentifierOf<Provides[number]>, E, R, Handles, LE, LR> =>
+): Checked<IdentifierOf<Provides[number]>, Effect.Error<Out>, Effect.Services<Out>, Handles, LE, LR> =>
   fromEntries([{ info: infoOf(options), build: options.build as Effect.Effect<Wrap, LE, LR> }]) as any
 
 /**

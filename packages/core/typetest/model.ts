@@ -129,3 +129,14 @@ const health = Route.get("/health", ok)
 }
 
 export type _Users = Users
+
+// `apply` may return a union of effects (a ternary) and the errors are inferred from every branch.
+{
+  const guard = Middleware.make({
+    name: "guard",
+    apply: (next) => (Math.random() > 2 ? Effect.fail(new HttpError.Forbidden({})) : next)
+  })
+  const _raises: Middleware.Middleware.Error<typeof guard> = new HttpError.Forbidden({})
+  // @ts-expect-error it raises Forbidden, not Unauthorized
+  const _not: Middleware.Middleware.Error<typeof guard> = new HttpError.Unauthorized({})
+}
