@@ -287,14 +287,28 @@ export type Next<P, H extends string> = Effect.Effect<
 >
 
 /**
- * The middleware `make` returns once it checked `apply`: it passes inner errors on and provides
- * what it declared; otherwise a message.
+ * The middleware `make` returns once it checked `apply` against what it declares: it passes inner
+ * errors on, provides what it declares, and its `raises` and `requires` lists (which the manifest
+ * shows) name every error tag it can fail with and every request-scoped service it reads;
+ * otherwise a message.
  *
  * @category models
  */
-export type Checked<P, E, R, H, LE = never, LR = never> = [Types.unhandled] extends [E]
+export type Checked<P, E, R, H, Declared, LE = never, LR = never> = [Types.unhandled] extends [E]
   ? [Extract<R, P>] extends [never]
-    ? Middleware<P, Exclude<R, HttpRouter.Provided>, Exclude<E, Types.unhandled>, H, LE, LR>
+    ? [
+        Exclude<TagOf<Exclude<E, Types.unhandled>>, Declared extends { readonly raises: infer T } ? T : never>
+      ] extends [never]
+      ? [
+          Exclude<Extract<R, RequestScoped>, Declared extends { readonly requires: infer Q } ? Q : never>
+        ] extends [never]
+        ? Middleware<P, Exclude<R, HttpRouter.Provided>, Exclude<E, Types.unhandled>, H, LE, LR>
+        : {
+            readonly "⛔ middleware": `requires must list ${KeyOf<Exclude<Extract<R, RequestScoped>, Declared extends { readonly requires: infer Q } ? Q : never>>}, which it reads`
+          }
+      : {
+          readonly "⛔ middleware": `raises must list ${Exclude<TagOf<Exclude<E, Types.unhandled>>, Declared extends { readonly raises: infer T } ? T : never>}, which it can fail with`
+        }
     : { readonly "⛔ middleware": `apply must provide ${KeyOf<Extract<R, P>>} to next` }
   : { readonly "⛔ middleware": "apply must pass on the errors of next it does not handle" }
 
@@ -303,22 +317,27 @@ export type Checked<P, E, R, H, LE = never, LR = never> = [Types.unhandled] exte
  *
  * @category models
  */
-export interface Options<Provides extends ReadonlyArray<Context.Key<any, any>>, Handles extends string> {
+export interface Options<
+  Provides extends ReadonlyArray<Context.Key<any, any>>,
+  Handles extends string,
+  Raises extends string = string,
+  Requires extends ReadonlyArray<Context.Key<any, any>> = ReadonlyArray<Context.Key<any, any>>
+> {
   /** A short name, shown in the manifest and in logs. */
   readonly name: string
   /** The request-scoped services this middleware provides; the types are taken from this list. */
   readonly provides?: Provides | undefined
   /** Tags of the errors from inside that this middleware turns into responses. */
   readonly handles?: ReadonlyArray<Handles> | undefined
-  /** Tags of the errors it raises, for the manifest. */
-  readonly raises?: ReadonlyArray<string> | undefined
-  /** Request-scoped services it reads, for the manifest. */
-  readonly requires?: ReadonlyArray<Context.Key<any, any>> | undefined
+  /** Tags of the errors it raises, for the manifest; the compiler checks the list is complete. */
+  readonly raises?: ReadonlyArray<Raises> | undefined
+  /** Request-scoped services it reads, for the manifest; the compiler checks the list is complete. */
+  readonly requires?: Requires | undefined
 }
 
 const keyName = (key: Context.Key<any, any>): string => (key as { readonly key?: string }).key ?? String(key)
 
-const infoOf = (options: Options<ReadonlyArray<Context.Key<any, any>>, string>): Info => ({
+const infoOf = (options: Options<ReadonlyArray<Context.Key<any, any>>, string, string>): Info => ({
   name: options.name,
   provides: (options.provides ?? []).map(keyName),
   requires: (options.requires ?? []).map(keyName),
@@ -344,13 +363,20 @@ const infoOf = (options: Options<ReadonlyArray<Context.Key<any, any>>, string>):
 export const make = <
   const Provides extends ReadonlyArray<Context.Key<any, any>> = readonly [],
   const Handles extends string = never,
-  Out extends Effect.Effect<HttpServerResponse.HttpServerResponse, any, any> = never
+  Out extends Effect.Effect<HttpServerResponse.HttpServerResponse, any, any> = never,
+  const Raises extends string = never,
+  const Requires extends ReadonlyArray<Context.Key<any, any>> = readonly []
 >(
-  options: Options<Provides, Handles> & {
+  options: Options<Provides, Handles, Raises, Requires> & {
     readonly apply: (next: Next<IdentifierOf<Provides[number]>, Handles>) => Out
   }
-): Checked<IdentifierOf<Provides[number]>, Effect.Error<Out>, Effect.Services<Out>, Handles> =>
-  fromEntries([{ info: infoOf(options), build: Effect.succeed(options.apply as Wrap) }]) as any
+): Checked<
+  IdentifierOf<Provides[number]>,
+  Effect.Error<Out>,
+  Effect.Services<Out>,
+  Handles,
+  { readonly raises: Raises; readonly requires: IdentifierOf<Requires[number]> }
+> => fromEntries([{ info: infoOf(options), build: Effect.succeed(options.apply as Wrap) }]) as any
 
 /**
  * Makes a middleware whose wrapper is built once by an effect when the app starts (to open a store,
@@ -363,13 +389,22 @@ export const effect = <
   const Handles extends string = never,
   Out extends Effect.Effect<HttpServerResponse.HttpServerResponse, any, any> = never,
   LE = never,
-  LR = never
+  LR = never,
+  const Raises extends string = never,
+  const Requires extends ReadonlyArray<Context.Key<any, any>> = readonly []
 >(
-  options: Options<Provides, Handles> & {
+  options: Options<Provides, Handles, Raises, Requires> & {
     readonly build: Effect.Effect<(next: Next<IdentifierOf<Provides[number]>, Handles>) => Out, LE, LR>
   }
-): Checked<IdentifierOf<Provides[number]>, Effect.Error<Out>, Effect.Services<Out>, Handles, LE, LR> =>
-  fromEntries([{ info: infoOf(options), build: options.build as Effect.Effect<Wrap, LE, LR> }]) as any
+): Checked<
+  IdentifierOf<Provides[number]>,
+  Effect.Error<Out>,
+  Effect.Services<Out>,
+  Handles,
+  { readonly raises: Raises; readonly requires: IdentifierOf<Requires[number]> },
+  LE,
+  LR
+> => fromEntries([{ info: infoOf(options), build: options.build as Effect.Effect<Wrap, LE, LR> }]) as any
 
 /**
  * Composes middleware into one stack. The first runs outermost and the stack reads the way it
@@ -399,13 +434,24 @@ export const stack = <const Ms extends ReadonlyArray<Any>>(
  * ```
  * @category constructors
  */
-export const refine = <FromId, FromShape, ToId, ToShape, E = never, R = never>(options: {
+export const refine = <
+  FromId,
+  FromShape,
+  ToId,
+  ToShape,
+  E = never,
+  R = never,
+  const Raises extends string = never
+>(options: {
   readonly name: string
   readonly from: Context.Key<FromId, FromShape>
   readonly to: Context.Key<ToId, ToShape>
   readonly check: (value: FromShape) => Effect.Effect<ToShape, E, R>
-  readonly raises?: ReadonlyArray<string> | undefined
-}): Middleware<ToId, FromId | Exclude<R, HttpRouter.Provided>, E, never> =>
+  /** Tags of the errors `check` fails with, for the manifest; the compiler checks the list is complete. */
+  readonly raises?: ReadonlyArray<Raises> | undefined
+}): [Exclude<TagOf<E>, Raises>] extends [never]
+  ? Middleware<ToId, FromId | Exclude<R, HttpRouter.Provided>, E, never>
+  : { readonly "⛔ middleware": `raises must list ${Exclude<TagOf<E>, Raises>}, which it can fail with` } =>
   fromEntries([
     {
       info: {
@@ -422,7 +468,7 @@ export const refine = <FromId, FromShape, ToId, ToShape, E = never, R = never>(o
           ) as any
       )
     }
-  ])
+  ]) as any
 
 /**
  * The alternative of a `oneOf` that matched, by name.

@@ -134,9 +134,39 @@ export type _Users = Users
 {
   const guard = Middleware.make({
     name: "guard",
+    raises: ["Forbidden"],
     apply: (next) => (Math.random() > 2 ? Effect.fail(new HttpError.Forbidden({})) : next)
   })
   const _raises: Middleware.Middleware.Error<typeof guard> = new HttpError.Forbidden({})
   // @ts-expect-error it raises Forbidden, not Unauthorized
   const _not: Middleware.Middleware.Error<typeof guard> = new HttpError.Unauthorized({})
+}
+
+// The manifest cannot lie: `raises` and `requires` must be complete.
+{
+  Middleware.make({
+    name: "listed",
+    raises: ["Unauthorized"],
+    requires: [Session],
+    apply: (next) =>
+      Effect.gen(function* () {
+        if ((yield* Session).userId === undefined) return yield* new HttpError.Unauthorized({})
+        return yield* next
+      })
+  }).pipe(Middleware.isMiddleware)
+  // @ts-expect-error raises must list Unauthorized
+  const _c: Middleware.Any = Middleware.make({
+    name: "unlisted-error",
+    requires: [Session],
+    apply: (next) =>
+      Effect.gen(function* () {
+        if ((yield* Session).userId === undefined) return yield* new HttpError.Unauthorized({})
+        return yield* next
+      })
+  })
+  // @ts-expect-error requires must list Session
+  const _d: Middleware.Any = Middleware.make({
+    name: "unlisted-service",
+    apply: (next) => Effect.flatMap(Session, () => next)
+  })
 }
