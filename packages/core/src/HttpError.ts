@@ -7,6 +7,7 @@
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as ErrorReporter from "effect/ErrorReporter"
 import * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
@@ -80,6 +81,10 @@ export const Class = <const Tag extends string>(
   class Base extends Data.TaggedError(tag)<Record<string, unknown>> {
     get status() {
       return options.status
+    }
+    // A 4xx is the client's mistake, answered as designed: nothing for an error reporter.
+    override get [ErrorReporter.ignore]() {
+      return options.status < 500
     }
     [HttpServerRespondable.symbol]() {
       return Effect.succeed(respond(this, tag, options.status, message, options.headers, options.body))

@@ -13,7 +13,7 @@ import * as Exit from "effect/Exit"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type * as Types from "effect/Types"
 import type * as HttpRouter from "effect/http/HttpRouter"
-import * as HttpServerRequest from "effect/http/HttpServerRequest"
+import * as HttpEffect from "effect/http/HttpEffect"
 import * as HttpServerRespondable from "effect/http/HttpServerRespondable"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 
@@ -620,7 +620,8 @@ export const test = <P, R, E, H, LE, LR>(
   }
 ): Effect.Effect<
   {
-    readonly response: HttpServerResponse.HttpServerResponse
+    /** The response as the client would get it (after response hooks such as Set-Cookie). */
+    readonly response: Response
     readonly provided: Context.Context<P> | undefined
   },
   E | LE
@@ -633,12 +634,17 @@ export const test = <P, R, E, H, LE, LR>(
       return options.inner ?? Effect.succeed(HttpServerResponse.empty({ status: 204 }))
     })
     const wrapped = wraps.reduceRight((acc, wrap) => wrap(acc), inner as Effect.Effect<any, any, any>)
-    const response: HttpServerResponse.HttpServerResponse = yield* Effect.scoped(
-      Effect.provideService(
-        wrapped,
-        HttpServerRequest.HttpServerRequest,
-        HttpServerRequest.fromWeb(options.request)
-      )
+    let exit: Exit.Exit<unknown, unknown> | undefined
+    // Run it the way the server does, so response hooks (cookies, headers) apply; the current context
+    // (fakes, TestClock) is handed down.
+    const handler = HttpEffect.toWebHandlerWith(yield* Effect.context<never>())(
+      Effect.onExit(wrapped, (e) => Effect.sync(() => void (exit = e))) as Effect.Effect<
+        HttpServerResponse.HttpServerResponse,
+        unknown,
+        never
+      >
     )
+    const response = yield* Effect.promise(() => handler(options.request))
+    if (exit !== undefined && Exit.isFailure(exit)) return yield* Effect.failCause(exit.cause)
     return { response, provided }
   }).pipe(Effect.provideContext((options.context ?? Context.empty()) as Context.Context<any>)) as any
