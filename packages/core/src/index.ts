@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 export * as App from "./App.ts"
+export * as Authz from "./Authz.ts"
 export * as HttpError from "./HttpError.ts"
 export * as Logger from "./Logger.ts"
 export * as Middleware from "./Middleware.ts"
