@@ -263,3 +263,38 @@ export const internalError = (requestId: string | undefined): HttpServerResponse
       : { error: "InternalServerError", message: "Internal Server Error", requestId },
     { status: 500 }
   )
+
+/**
+ * The body's media type is not one the route accepts.
+ *
+ * @category errors
+ */
+export class UnsupportedMediaType extends Class("UnsupportedMediaType", {
+  status: 415,
+  body: (e: { readonly accepted: ReadonlyArray<string> }) => ({ accepted: e.accepted })
+})<{ readonly accepted: ReadonlyArray<string> }> {}
+
+/**
+ * The server cannot answer now (overloaded, a dependency down, a timeout chosen to answer 503).
+ *
+ * @category errors
+ */
+export class ServiceUnavailable extends Class("ServiceUnavailable", {
+  status: 503,
+  headers: (e: { readonly retryAfter?: number }): Record<string, string> =>
+    e.retryAfter === undefined ? {} : { "retry-after": String(Math.max(0, Math.ceil(e.retryAfter))) }
+})<{ readonly retryAfter?: number; readonly reason?: string }> {}
+
+/**
+ * The handler took longer than its deadline.
+ *
+ * @category errors
+ */
+export class GatewayTimeout extends Class("GatewayTimeout", { status: 504 })<{ readonly reason?: string }> {}
+
+/**
+ * The client took too long to send its request (its body).
+ *
+ * @category errors
+ */
+export class RequestTimeout extends Class("RequestTimeout", { status: 408 })<{ readonly reason?: string }> {}
