@@ -97,10 +97,11 @@ const boundary = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResp
     )
   )
 
-const notFound = Route.all(
-  "*",
-  Effect.succeed(HttpServerResponse.jsonUnsafe({ error: "NotFound", message: "Not Found" }, { status: 404 }))
+const notFoundResponse = HttpServerResponse.jsonUnsafe(
+  { error: "NotFound", message: "Not Found" },
+  { status: 404 }
 )
+const notFound = Route.all("*", notFoundResponse)
 
 // Outermost, around each route with its middleware: errors with a response get it here, so the
 // server sees only answers; anything else that escaped the types (a defect in a middleware, an
@@ -115,6 +116,8 @@ const lastResort = <E, R>(app: Effect.Effect<HttpServerResponse.HttpServerRespon
             : Effect.succeed(response)
         )
   )
+
+const preflightFallback = Route.options("*", notFoundResponse)
 
 /** @internal */
 export const compile = (root: Router.Any, options: Options = {}) =>
@@ -132,6 +135,7 @@ export const compile = (root: Router.Any, options: Options = {}) =>
       if (!built.has(entry)) built.set(entry, yield* entry.build)
     }
     const routes: Array<HttpRouter.Route<any, any>> = []
+    const preflights = new Set<string>()
     const visit = (node: Route.Any | Router.Any, prefix: string, wraps: ReadonlyArray<Middleware.Wrap>) => {
       if (Route.isRoute(node)) {
         const handler = lastResort(wraps.reduceRight((inner, wrap) => wrap(inner), boundary(node.handler)))
@@ -146,6 +150,16 @@ export const compile = (root: Router.Any, options: Options = {}) =>
       const inner = [...wraps, ...node.entries.map((e) => built.get(e)!)]
       const nested = Router.joinPath(prefix, node.prefix)
       for (const child of node.children) visit(child, nested, inner)
+      // A preflight (OPTIONS) to any path under a router with middleware of its own runs through
+      // that middleware, so router-level CORS can answer it; otherwise it is a 404 like any miss.
+      // Two routers on one prefix: the first one's middleware answers.
+      const ownCatchAll = node.children.some(
+        (c) => Route.isRoute(c) && c.path === "*" && (c.method === "OPTIONS" || c.method === "*")
+      )
+      if (nested !== "" && node.entries.length > 0 && !ownCatchAll && !preflights.has(nested)) {
+        preflights.add(nested)
+        visit(preflightFallback, nested, inner)
+      }
     }
     visit(top, "", [])
     return routes

@@ -8,6 +8,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpError from "./HttpError.ts"
 import * as Middleware from "./Middleware.ts"
@@ -60,7 +61,9 @@ export const middleware = (options: Options = {}) => {
           "http.path": pathOf(request.url),
           "http.status": status,
           durationMs: Math.round(durationMs * 1000) / 1000,
-          requestId
+          requestId,
+          // The client's address (the forwarded one behind TrustedProxy.middleware).
+          "client.address": Option.getOrUndefined(request.remoteAddress)
         }
         const log =
           status < 500
