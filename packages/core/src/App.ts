@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as HttpRouter from "effect/http/HttpRouter"
+import * as HttpServerError from "effect/http/HttpServerError"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type * as HttpServer from "effect/http/HttpServer"
 import * as HttpError from "./HttpError.ts"
@@ -181,7 +182,36 @@ export const layer = <G extends Router.Any>(
   router: G & ServeCheck<G>,
   options?: Options
 ): Layer.Layer<never, Router.Router.LayerError<G>, HttpRouter.HttpRouter | Services<G>> =>
-  HttpRouter.addAll(compile(router as Router.Any, options)) as any
+  Layer.merge(HttpRouter.addAll(compile(router as Router.Any, options)), unroutable) as any
+
+const isMalformedPath = (url: string): boolean => {
+  const end = url.search(/[?#]/)
+  try {
+    decodeURIComponent(end === -1 ? url : url.slice(0, end))
+    return false
+  } catch {
+    return true
+  }
+}
+
+// Around the router itself: a path the router cannot even decode (bad percent-encoding) is the
+// client's mistake, 400; anything else no route matched is a JSON 404 like the catch-all's.
+const unroutable = HttpRouter.use((router) =>
+  router.addGlobalMiddleware(((app: Effect.Effect<HttpServerResponse.HttpServerResponse, any>) =>
+    Effect.catchIf(
+      app,
+      (e: unknown) => HttpServerError.isHttpServerError(e) && e.reason._tag === "RouteNotFound",
+      (e) =>
+        Effect.succeed(
+          isMalformedPath((e as HttpServerError.HttpServerError).request.url)
+            ? HttpServerResponse.jsonUnsafe(
+                { error: "BadRequest", message: "The path is not valid percent-encoding" },
+                { status: 400 }
+              )
+            : notFoundResponse
+        )
+    )) as any)
+)
 
 /**
  * Serves the router on Effect's HTTP server (give it `NodeHttpServer.layer(…)`).
