@@ -20,6 +20,7 @@ import * as UrlParams from "effect/http/UrlParams"
 import * as HttpError from "./HttpError.ts"
 import * as Middleware from "./Middleware.ts"
 import type * as Session from "./Session.ts"
+import { isDevelopment } from "./internal/env.ts"
 import * as Signing from "./internal/signing.ts"
 
 /**
@@ -154,8 +155,6 @@ export interface DoubleSubmitOptions extends CheckOptions {
 }
 
 const safeMethods: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "TRACE"])
-
-const isDevelopment = () => ["development", "test"].includes(process.env["NODE_ENV"] ?? "")
 
 interface Check {
   readonly header: string

@@ -19,6 +19,7 @@ import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as HttpError from "./HttpError.ts"
 import * as Middleware from "./Middleware.ts"
+import { isDevelopment } from "./internal/env.ts"
 import * as Signing from "./internal/signing.ts"
 
 /**
@@ -195,8 +196,6 @@ export interface Options {
    */
   readonly touchAfter?: Duration.Input | undefined
 }
-
-const isDevelopment = () => ["development", "test"].includes(process.env["NODE_ENV"] ?? "")
 
 /**
  * Reads the session key list from `Config` (`SESSION_KEYS`, comma-separated, newest first), so a
