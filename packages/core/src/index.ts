@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 export * as App from "./App.ts"
+export * as Auth from "./Auth.ts"
 export * as Authz from "./Authz.ts"
 export * as Cookies from "./Cookies.ts"
 export * as Cors from "./Cors.ts"
