@@ -85,7 +85,7 @@ export declare namespace Router {
   /** Needs of building the router's middleware. */
   export type LayerRequires<G extends Any> = G["~types"]["LR"] | G["~types"]["S"]["~types"]["LR"]
   /** Each route with the services all middleware on its path provide. */
-  export type Routes<G extends Any> = WithProvides<G["~types"]["Sigs"], G["~types"]["S"]["~types"]["P"]>
+  export type Routes<G extends Any> = Flatten<G["~types"]["Sigs"], "", G["~types"]["S"]["~types"]["P"]>
 }
 
 type JoinPath<Prefix extends string, P extends string> = Prefix extends ""
@@ -96,16 +96,31 @@ type JoinPath<Prefix extends string, P extends string> = Prefix extends ""
       ? `${Prefix}/*`
       : `${Prefix}${P}`
 
-type PrefixSigs<Sigs, Prefix extends string, Provides> =
-  Sigs extends RouteSig<infer M, infer P, infer Pr> ? RouteSig<M, JoinPath<Prefix, P>, Pr | Provides> : never
+/**
+ * A sub-router's routes, kept as they are: flattening them at every level would make a router's
+ * type cost its number of routes times its depth. They are flattened once, by the checks that read
+ * them.
+ *
+ * @category models
+ */
+export interface NestedSigs<out Prefix extends string, out Provides, out Sigs> {
+  readonly prefix: Prefix
+  readonly provides: Provides
+  readonly sigs: Sigs
+}
 
-type WithProvides<Sigs, Provides> = [Provides] extends [never] ? Sigs : PrefixSigs<Sigs, "", Provides>
+type Flatten<Sigs, Prefix extends string, Provides> =
+  Sigs extends RouteSig<infer M, infer P, infer Pr>
+    ? RouteSig<M, JoinPath<Prefix, P>, Pr | Provides>
+    : Sigs extends NestedSigs<infer NP, infer NPr, infer Inner>
+      ? Flatten<Inner, JoinPath<Prefix, NP>, Provides | NPr>
+      : never
 
 type ChildSigs<C, Prefix extends string> =
   C extends Route.Route<infer M, infer P, any, any>
     ? RouteSig<M, JoinPath<Prefix, P>, never>
     : C extends Router<infer Sigs, any, any, infer S, any, any>
-      ? PrefixSigs<Sigs, Prefix, S["~types"]["P"]>
+      ? NestedSigs<Prefix, S["~types"]["P"], Sigs>
       : never
 
 type ChildRequires<C> =
@@ -345,19 +360,37 @@ export const manifest = (self: Any): ReadonlyArray<ManifestRoute> => {
  *
  * @category models
  */
-export type RouteId<G extends Any> = SigId<Router.Routes<G>>
+export type RouteId<G extends Any> = IdsOf<G["~types"]["Sigs"], "">
 
-type SigId<Sig> = Sig extends RouteSig<infer M, infer P, any> ? `${M} ${P}` : never
+type IdsOf<Sigs, Prefix extends string> =
+  Sigs extends RouteSig<infer M, infer P, any>
+    ? `${M} ${JoinPath<Prefix, P>}`
+    : Sigs extends NestedSigs<infer NP, any, infer Inner>
+      ? IdsOf<Inner, JoinPath<Prefix, NP>>
+      : never
 
 /**
  * The routes of `G` that no middleware gives `S`.
  *
  * @category models
  */
-export type RoutesWithout<G extends Any, S> = SigsWithout<Router.Routes<G>, S>
+export type RoutesWithout<G extends Any, S> = SigsWithout<
+  G["~types"]["Sigs"],
+  S,
+  "",
+  G["~types"]["S"]["~types"]["P"]
+>
 
-type SigsWithout<Sig, S> =
-  Sig extends RouteSig<infer M, infer P, infer Pr> ? ([S] extends [Pr] ? never : `${M} ${P}`) : never
+// A sub-router whose middleware (or its parents') provide S is left out whole, unvisited.
+type SigsWithout<Sigs, S, Prefix extends string, Provides> = [S] extends [Provides]
+  ? never
+  : Sigs extends RouteSig<infer M, infer P, infer Pr>
+    ? [S] extends [Pr | Provides]
+      ? never
+      : `${M} ${JoinPath<Prefix, P>}`
+    : Sigs extends NestedSigs<infer NP, infer NPr, infer Inner>
+      ? SigsWithout<Inner, S, JoinPath<Prefix, NP>, Provides | NPr>
+      : never
 
 /**
  * The compile-time check of `requireEverywhere`.
