@@ -601,7 +601,10 @@ export const AppLive: Layer.Layer<never, never, HttpServer.HttpServer | Users | 
 // so the raw app has no unprotected-route probe.
 const expectations: Record<Variant, Partial<Record<Probe, Expected>>> = {
   strata: {
-    "missing-service": { code: 2345, includes: ["missing request services", "MissingError<CurrentUser>"] },
+    "missing-service": {
+      code: 2345,
+      includes: ["strata: missing request services", "bench/CurrentUser is read by a route"]
+    },
     "unprotected-route": { code: 2345, includes: ["unprotected routes", "GET /public/probe"] }
   },
   raw: {

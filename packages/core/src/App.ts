@@ -43,35 +43,21 @@ export type Services<G extends Router.Any> =
   Exclude<Router.Router.Requires<G>, Middleware.RequestScoped> | Router.Router.LayerRequires<G>
 
 /**
- * The compile-time message when a request-scoped service is read but never provided.
- *
- * @category models
- */
-export interface MissingError<S> {
-  readonly "⛔ missing request services": `${Middleware.KeyOf<S>} is read by a route, but no middleware on its path provides it`
-  readonly services: S
-}
-
-/**
- * The compile-time message when an error has no response.
- *
- * @category models
- */
-export interface UnmappedError<E> {
-  readonly "⛔ errors without a response": `${Middleware.TagOf<E> | "(untagged error)"} can reach the client unmapped: add Router.catchTags, a handling middleware, or make it an HttpError`
-  readonly errors: E
-}
-
-/**
- * The check `layer`, `serve` and `toWebHandler` make.
+ * The check `layer`, `serve` and `toWebHandler` make. The failure is an object type with one
+ * property whose name says what is wrong and whose value names the services or errors, so the
+ * compiler prints the sentence in its message.
  *
  * @category models
  */
 export type ServeCheck<G extends Router.Any> = [Missing<G>] extends [never]
   ? [Unmapped<G>] extends [never]
     ? unknown
-    : UnmappedError<Unmapped<G>>
-  : MissingError<Missing<G>>
+    : {
+        readonly "strata: errors without a response": `${Middleware.TagOf<Unmapped<G>> | "(untagged error)"} can reach the client unmapped: add Router.catchTags, a handling middleware, or make it an HttpError`
+      }
+  : {
+      readonly "strata: missing request services": `${Middleware.KeyOf<Missing<G>>} is read by a route, but no middleware on its path provides it`
+    }
 
 /**
  * Options of serving.

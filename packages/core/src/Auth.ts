@@ -45,10 +45,10 @@ export type Checked<Id, E, R, Raises, Requires> = [Exclude<Middleware.TagOf<E>, 
   ? [Exclude<Extract<R, Middleware.RequestScoped>, Requires>] extends [never]
     ? Authenticator<Id, E, R>
     : {
-        readonly "⛔ middleware": `requires must list ${Middleware.KeyOf<Exclude<Extract<R, Middleware.RequestScoped>, Requires>>}, which it reads`
+        readonly "strata: middleware": `requires must list ${Middleware.KeyOf<Exclude<Extract<R, Middleware.RequestScoped>, Requires>>}, which it reads`
       }
   : {
-      readonly "⛔ middleware": `raises must list ${Exclude<Middleware.TagOf<E>, Raises>}, which it can fail with`
+      readonly "strata: middleware": `raises must list ${Exclude<Middleware.TagOf<E>, Raises>}, which it can fail with`
     }
 
 /**

@@ -239,9 +239,8 @@ export type MisorderedIn<
  *
  * @category models
  */
-export interface OrderError<S> {
-  readonly "⛔ middleware order": `${KeyOf<S>} is required by a middleware that runs before the one that provides it; move the provider earlier`
-  readonly services: S
+export type OrderError<S> = {
+  readonly "strata: middleware order": `${KeyOf<S>} is required by a middleware that runs before the one that provides it; move the provider earlier`
 }
 
 const Proto = {
@@ -304,13 +303,13 @@ export type Checked<P, E, R, H, Declared, LE = never, LR = never> = [Types.unhan
         ] extends [never]
         ? Middleware<P, Exclude<R, HttpRouter.Provided>, Exclude<E, Types.unhandled>, H, LE, LR>
         : {
-            readonly "⛔ middleware": `requires must list ${KeyOf<Exclude<Extract<R, RequestScoped>, Declared extends { readonly requires: infer Q } ? Q : never>>}, which it reads`
+            readonly "strata: middleware": `requires must list ${KeyOf<Exclude<Extract<R, RequestScoped>, Declared extends { readonly requires: infer Q } ? Q : never>>}, which it reads`
           }
       : {
-          readonly "⛔ middleware": `raises must list ${Exclude<TagOf<Exclude<E, Types.unhandled>>, Declared extends { readonly raises: infer T } ? T : never>}, which it can fail with`
+          readonly "strata: middleware": `raises must list ${Exclude<TagOf<Exclude<E, Types.unhandled>>, Declared extends { readonly raises: infer T } ? T : never>}, which it can fail with`
         }
-    : { readonly "⛔ middleware": `apply must provide ${KeyOf<Extract<R, P>>} to next` }
-  : { readonly "⛔ middleware": "apply must pass on the errors of next it does not handle" }
+    : { readonly "strata: middleware": `apply must provide ${KeyOf<Extract<R, P>>} to next` }
+  : { readonly "strata: middleware": "apply must pass on the errors of next it does not handle" }
 
 /**
  * Options shared by the middleware constructors.
@@ -451,7 +450,9 @@ export const refine = <
   readonly raises?: ReadonlyArray<Raises> | undefined
 }): [Exclude<TagOf<E>, Raises>] extends [never]
   ? Middleware<ToId, FromId | Exclude<R, HttpRouter.Provided>, E, never>
-  : { readonly "⛔ middleware": `raises must list ${Exclude<TagOf<E>, Raises>}, which it can fail with` } =>
+  : {
+      readonly "strata: middleware": `raises must list ${Exclude<TagOf<E>, Raises>}, which it can fail with`
+    } =>
   fromEntries([
     {
       info: {

@@ -216,7 +216,9 @@ export type UseCheck<G extends Any, Ms extends ReadonlyArray<Middleware.Any>> = 
   Middleware.MisorderedIn<[G["~types"]["S"], ...Ms]>
 ] extends [never]
   ? unknown
-  : Middleware.OrderError<Middleware.MisorderedIn<[G["~types"]["S"], ...Ms]>>
+  : {
+      readonly "strata: middleware order": `${Middleware.KeyOf<Middleware.MisorderedIn<[G["~types"]["S"], ...Ms]>>} is required by a middleware that runs before the one that provides it; move the provider earlier`
+    }
 
 /**
  * Adds middleware to a router. The first runs outermost; middleware added by a later `use` runs
@@ -402,7 +404,7 @@ export type RequireEverywhereCheck<G extends Any, S, Except> = [
 ] extends [never]
   ? unknown
   : {
-      readonly "⛔ unprotected routes": `${Exclude<RoutesWithout<G, S>, Except>} runs no middleware that provides ${Middleware.KeyOf<S>}`
+      readonly "strata: unprotected routes": `${Exclude<RoutesWithout<G, S>, Except>} runs no middleware that provides ${Middleware.KeyOf<S>}`
     }
 
 /**
