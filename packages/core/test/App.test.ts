@@ -96,3 +96,17 @@ describe("App", () => {
 
   it.effect("disposes", () => Effect.promise(() => dispose()))
 })
+
+describe("HEAD", () => {
+  it("answers HEAD on a GET route with its status and headers, not the catch-all 404", async () => {
+    const { handler, dispose } = App.toWebHandler(
+      Router.make([Route.get("/page", HttpServerResponse.text("hello", { headers: { "x-kind": "page" } }))]),
+      UsersLive
+    )
+    const res = await handler(new Request("http://x/page", { method: "HEAD" }))
+    expect(res.status).toBe(200)
+    expect(res.headers.get("x-kind")).toBe("page")
+    expect((await handler(new Request("http://x/other", { method: "HEAD" }))).status).toBe(404)
+    await dispose()
+  })
+})
