@@ -297,4 +297,8 @@ export class GatewayTimeout extends Class("GatewayTimeout", { status: 504 })<{ r
  *
  * @category errors
  */
-export class RequestTimeout extends Class("RequestTimeout", { status: 408 })<{ readonly reason?: string }> {}
+export class RequestTimeout extends Class("RequestTimeout", {
+  status: 408,
+  // The body may be half-read: the connection cannot carry another request.
+  headers: () => ({ connection: "close" })
+})<{ readonly reason?: string }> {}

@@ -8,6 +8,7 @@
 export * as App from "./App.ts"
 export * as Auth from "./Auth.ts"
 export * as Authz from "./Authz.ts"
+export * as Body from "./Body.ts"
 export * as Compression from "./Compression.ts"
 export * as Conditional from "./Conditional.ts"
 export * as Cookies from "./Cookies.ts"
