@@ -1,0 +1,8 @@
+/**
+ * Strata webhooks: a signed, durable, retrying dispatcher and a verifying receiver middleware, with
+ * one event catalog shared by both sides.
+ *
+ * @since 0.1.0
+ */
+export * as Catalog from "./Catalog.ts"
+export * as Signature from "./Signature.ts"
