@@ -217,11 +217,11 @@ export interface Message {
 }
 
 /**
- * The three Standard Webhooks headers.
+ * The three Standard Webhooks headers (a type alias, not an interface, so it passes as `HeadersInput`).
  *
  * @category models
  */
-export interface Headers {
+export type Headers = {
   readonly "webhook-id": string
   readonly "webhook-timestamp": string
   readonly "webhook-signature": string
@@ -472,3 +472,100 @@ const matches = (
   }
   return ok
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stripe and GitHub
+// ---------------------------------------------------------------------------------------------
+
+const hexPattern = /^[0-9a-f]{64}$/
+
+/**
+ * A Stripe `Stripe-Signature` header value, `t=<unix seconds>,v1=<hex>`: HMAC-SHA256 of
+ * `${t}.${payload}` keyed with the whole endpoint secret (`whsec_…` as given, not base64-decoded,
+ * unlike Standard Webhooks). For tests and fake senders.
+ *
+ * @category signing
+ */
+export const signStripe = (
+  message: { readonly timestamp: number; readonly payload: string | Uint8Array },
+  secret: Redacted.Redacted<string>
+): string => {
+  const t = String(Math.floor(message.timestamp))
+  return `t=${t},v1=${stripeMac(secret, t, message.payload)}`
+}
+
+const stripeMac = (secret: Redacted.Redacted<string>, t: string, payload: string | Uint8Array): string =>
+  createHmac("sha256", Redacted.value(secret)).update(`${t}.`).update(toBytes(payload)).digest("hex")
+
+/**
+ * Verifies a Stripe delivery: some `v1` entry of `Stripe-Signature` must match some secret, and `t`
+ * must be within the tolerance of now in both directions (Stripe's own libraries accept any future
+ * timestamp; we do not).
+ *
+ * @category verification
+ */
+export const verifyStripe = (
+  headers: HeadersInput,
+  payload: string | Uint8Array,
+  secrets: ReadonlyArray<Redacted.Redacted<string>>,
+  options?: VerifyOptions
+): Effect.Effect<{ readonly timestamp: number }, VerifyError> =>
+  Effect.gen(function* () {
+    const value = yield* requireHeader(headers, "stripe-signature")
+    let t: string | undefined
+    const v1: Array<string> = []
+    for (const item of value.split(",")) {
+      const eq = item.indexOf("=")
+      if (eq < 0) continue
+      const key = item.slice(0, eq).trim()
+      const val = item.slice(eq + 1).trim()
+      if (key === "t") t = val
+      else if (key === "v1") v1.push(val)
+    }
+    if (t === undefined || !timestampPattern.test(t))
+      return yield* new MalformedHeader({ header: "stripe-signature", reason: "no timestamp" })
+    if (v1.length === 0 || v1.length > maxEntries)
+      return yield* new MalformedHeader({ header: "stripe-signature", reason: "no v1 signature" })
+    let ok = false
+    for (const secret of secrets) {
+      const expected = stripeMac(secret, t, payload)
+      for (const candidate of v1) if (constantTimeEqual(candidate, expected)) ok = true
+    }
+    if (!ok) return yield* new InvalidSignature()
+    const timestamp = Number(t)
+    yield* checkTimestamp(timestamp, options)
+    return { timestamp }
+  })
+
+/**
+ * A GitHub `X-Hub-Signature-256` header value, `sha256=<hex>` (HMAC-SHA256 of the body). For tests
+ * and fake senders.
+ *
+ * @category signing
+ */
+export const signGithub = (payload: string | Uint8Array, secret: Redacted.Redacted<string>): string =>
+  `sha256=${createHmac("sha256", Redacted.value(secret)).update(toBytes(payload)).digest("hex")}`
+
+/**
+ * Verifies a GitHub delivery's `X-Hub-Signature-256` against any of the secrets. GitHub signs no
+ * timestamp, so there is no tolerance to check: only a replay cache (by `X-GitHub-Delivery`) stops a
+ * captured delivery from being sent again.
+ *
+ * @category verification
+ */
+export const verifyGithub = (
+  headers: HeadersInput,
+  payload: string | Uint8Array,
+  secrets: ReadonlyArray<Redacted.Redacted<string>>
+): Effect.Effect<void, MissingHeader | MalformedHeader | InvalidSignature> =>
+  Effect.gen(function* () {
+    const value = yield* requireHeader(headers, "x-hub-signature-256")
+    const hex = value.startsWith("sha256=") ? value.slice(7) : undefined
+    if (hex === undefined || !hexPattern.test(hex))
+      return yield* new MalformedHeader({ header: "x-hub-signature-256", reason: "not sha256=<hex>" })
+    let ok = false
+    for (const secret of secrets) {
+      if (constantTimeEqual(hex, signGithub(payload, secret).slice(7))) ok = true
+    }
+    if (!ok) return yield* new InvalidSignature()
+  })
