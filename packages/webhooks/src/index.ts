@@ -6,3 +6,4 @@
  */
 export * as Catalog from "./Catalog.ts"
 export * as Signature from "./Signature.ts"
+export * as Ssrf from "./Ssrf.ts"
