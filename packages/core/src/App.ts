@@ -152,13 +152,12 @@ export const compile = (root: Router.Any, options: Options = {}) =>
     // Effect's router answers HEAD with the GET route only when no route matches HEAD at all, and
     // the catch-all always does; so each GET route answers HEAD itself (the server sends no body).
     const taken = new Set(routes.filter((r) => r.method === "HEAD" || r.method === "*").map((r) => r.path))
-    for (const route of [...routes]) {
-      if (route.method === "GET" && !taken.has(route.path)) {
-        routes.push(
-          HttpRouter.route("HEAD", route.path, route.handler, { uninterruptible: route.uninterruptible })
-        )
-      }
-    }
+    const heads = routes
+      .filter((route) => route.method === "GET" && !taken.has(route.path))
+      .map((route) =>
+        HttpRouter.route("HEAD", route.path, route.handler, { uninterruptible: route.uninterruptible })
+      )
+    routes.push(...heads)
     return routes
   })
 
