@@ -5,5 +5,6 @@
  * @since 0.1.0
  */
 export * as Catalog from "./Catalog.ts"
+export * as Receiver from "./Receiver.ts"
 export * as Signature from "./Signature.ts"
 export * as Ssrf from "./Ssrf.ts"
