@@ -34,8 +34,8 @@ export type Events = { readonly [type: string]: Schema.Codec<any, any> }
 export interface Catalog<E extends Events> {
   readonly [TypeId]: typeof TypeId
   readonly events: E
-  /** The event types, in the order given. */
-  readonly types: ReadonlyArray<Type<E>>
+  /** The event types, in the order given (plain strings, so any catalog is a `Catalog.Any`). */
+  readonly types: ReadonlyArray<string>
 }
 
 /**
@@ -95,7 +95,7 @@ export type EventsOf<C> = C extends Catalog<infer E> ? E : never
 export const make = <const E extends Events>(events: E): Catalog<E> => ({
   [TypeId]: TypeId,
   events,
-  types: Object.keys(events) as Array<Type<E>>
+  types: Object.keys(events)
 })
 
 /**
