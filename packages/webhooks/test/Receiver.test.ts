@@ -223,6 +223,38 @@ describe("Receiver: Standard Webhooks", () => {
     }))
 })
 
+describe("Receiver.handle", () => {
+  const seen: Array<string> = []
+  const app = Router.group("", [
+    Route.post(
+      "/hooks",
+      Receiver.handle(Hook, {
+        "user.created": (event) => Effect.sync(() => void seen.push(event.data.email)),
+        "user.deleted": (event) =>
+          Effect.succeed(HttpServerResponse.jsonUnsafe({ gone: event.data.id }, { status: 202 }))
+      })
+    )
+  ]).pipe(Router.use(Receiver.middleware(Hook, { scheme: Receiver.standardWebhooks([secret]) })))
+  const partial = Router.group("", [
+    Route.post("/hooks", Receiver.handle(Hook, { "user.deleted": () => Effect.void }))
+  ]).pipe(Router.use(Receiver.middleware(Hook, { scheme: Receiver.standardWebhooks([secret]) })))
+
+  it("runs the case of the event's type; a case returning nothing answers 204", () =>
+    withHandler(app, Receiver.layerMemory(), async (handler) => {
+      const created = await handler(signed(body("user.created", { id: "u", email: "h@example.com" })))
+      expect(created.status).toBe(204)
+      expect(seen).toEqual(["h@example.com"])
+      const deleted = await handler(signed(body("user.deleted", { id: "u", hard: true })))
+      expect([deleted.status, await deleted.json()]).toEqual([202, { gone: "u" }])
+    }))
+
+  it("a catalog type without a case is acknowledged with 204", () =>
+    withHandler(partial, Receiver.layerMemory(), async (handler) => {
+      const created = await handler(signed(body("user.created", { id: "u", email: "h@example.com" })))
+      expect(created.status).toBe(204)
+    }))
+})
+
 describe("Receiver: replay cache (memory)", () => {
   it("a failed delivery is released so the sender's retry is taken; a handled one is not", () =>
     withHandler(standardApp, Receiver.layerMemory(), async (handler) => {
