@@ -40,10 +40,10 @@ Effect.map(Catalog.decode(events, "{}"), (event) => {
   } else {
     const _hard: boolean = event.data.hard
     // @ts-expect-error a deleted user's data has no email
-    event.data.email
+    const _noEmail = event.data.email
   }
   // @ts-expect-error before narrowing, only the fields every type shares are there
-  event.data.email
+  const _notYet = event.data.email
 })
 
 // --- Receiving ---------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ const receive = Route.post(
       case "user.deleted": {
         const _hard: boolean = event.data.hard
         // @ts-expect-error narrowed to user.deleted: no email
-        event.data.email
+        const _noEmail = event.data.email
         break
       }
       // @ts-expect-error a type outside the catalog is not a case of the union
