@@ -1,0 +1,530 @@
+/**
+ * The channel server in memory: the whole app (middleware, upgrade, channel) runs in-process with
+ * the test's TestClock; a raw client sends frames as given, so the protocol itself is under test.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as TestClock from "effect/testing/TestClock"
+import { Channel, Hub, Protocol, PubSub } from "../src/index.ts"
+import { chat, closes, counter, harness, roomId, TestLayer, UsersLive } from "./fixtures.ts"
+import { connect, type Raw } from "./raw.ts"
+
+type Harness = Effect.Success<ReturnType<typeof harness>>
+
+const url = (token = "1") => `ws://test/ws/chat?token=${token}`
+
+/** Connects and takes the welcome notice. */
+const open = (h: Harness, token = "1") =>
+  Effect.gen(function* () {
+    const raw = yield* connect(h.WebSocket, url(token), [chat.protocol])
+    expect(raw.closed).toBeUndefined()
+    expect(yield* raw.next()).toMatchObject({ t: "m", d: { _tag: "Notice" } })
+    return raw
+  })
+
+const join = (raw: Raw, key: string, from?: { e: string; o: number }) =>
+  Effect.gen(function* () {
+    raw.send(from === undefined ? { t: "j", n: "room", k: key } : { t: "j", n: "room", k: key, f: from })
+    return yield* raw.next((f) => f.t === "j")
+  })
+
+const say = (raw: Raw, key: string, text: string) => raw.send({ t: "m", d: { _tag: "Say", room: key, text } })
+
+describe("the handshake", () => {
+  it.effect(
+    "runs the route's middleware first: no token is a 401, a banned user a 403, never an open socket",
+    () =>
+      Effect.gen(function* () {
+        const h = yield* harness()
+        const anonymous = yield* connect(h.WebSocket, "ws://test/ws/chat", [chat.protocol])
+        expect(anonymous.closed).toEqual({ code: 1006, reason: "" })
+        expect(h.sockets[0]!.refused?.status).toBe(401)
+        const banned = yield* connect(h.WebSocket, url("3"), [chat.protocol])
+        expect(banned.closed?.code).toBe(1006)
+        expect(h.sockets[1]!.refused?.status).toBe(403)
+        expect((yield* h.hub.metrics).opened).toBe(0)
+      }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("refuses a client built from another version of the channel with 400 and says why", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const old = yield* connect(h.WebSocket, url(), ["strata.0123456789abcdef"])
+      expect(old.closed?.code).toBe(1006)
+      const refused = h.sockets[0]!.refused!
+      expect(refused.status).toBe(400)
+      const body = JSON.parse(refused.body)
+      expect(body).toMatchObject({ error: "ProtocolMismatch", expected: chat.protocol })
+      expect(body.message).toContain("protocol version differs")
+      expect(body.message).toContain("strata.0123456789abcdef")
+      const none = yield* connect(h.WebSocket, url(), [])
+      expect(none.closed?.code).toBe(1006)
+      expect(h.sockets[1]!.refused?.status).toBe(400)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("answers a plain GET with 426 and the protocol it speaks", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const response = yield* Effect.promise(() => h.handler(new Request("http://test/ws/chat?token=1")))
+      expect(response.status).toBe(426)
+      expect(response.headers.get("upgrade")).toBe("websocket")
+      expect(yield* Effect.promise(() => response.json())).toMatchObject({
+        error: "UpgradeRequired",
+        protocol: chat.protocol
+      })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it("hashes the schemas: the same definition gives the same protocol, another schema another", () => {
+    expect(chat.protocol).toMatch(/^strata\.[0-9a-f]{16}$/)
+    const again = Channel.make(chat.definition)
+    expect(again.protocol).toBe(chat.protocol)
+    const changed = Channel.make({ ...chat.definition, server: chat.definition.client })
+    expect(changed.protocol).not.toBe(chat.protocol)
+  })
+})
+
+describe("messages and requests", () => {
+  it.effect("decodes client messages, runs handlers with the middleware's services, encodes replies", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const ada = yield* open(h)
+      ada.send({ t: "m", d: { _tag: "Whoami" } })
+      expect(yield* ada.next()).toEqual({ t: "m", d: { _tag: "You", id: "1", name: "Ada" } })
+      const bob = yield* open(h, "2")
+      bob.send({ t: "m", d: { _tag: "Whoami" } })
+      expect(yield* bob.next()).toEqual({ t: "m", d: { _tag: "You", id: "2", name: "Bob" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("answers requests by id: a response, a typed error, or a failure with its reason", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const raw = yield* open(h)
+      raw.send({ t: "q", i: 1, n: "history", d: { room: "lobby" } })
+      expect(yield* raw.next()).toEqual({ t: "r", i: 1, ok: ["hello", "world"] })
+      raw.send({ t: "q", i: "two", n: "history", d: { room: "nowhere" } })
+      expect(yield* raw.next()).toEqual({ t: "r", i: "two", err: { _tag: "NoSuchRoom", room: "nowhere" } })
+      raw.send({ t: "q", i: 3, n: "nope", d: {} })
+      expect(yield* raw.next()).toMatchObject({ t: "r", i: 3, fail: { _tag: "UnknownRequest" } })
+      raw.send({ t: "q", i: 4, n: "history", d: { room: 7 } })
+      expect(yield* raw.next()).toMatchObject({ t: "r", i: 4, fail: { _tag: "InvalidRequest" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("times a request out on the TestClock and interrupts its handler", () =>
+    Effect.gen(function* () {
+      const h = yield* harness({ requestTimeout: "5 seconds" })
+      const raw = yield* open(h)
+      raw.send({ t: "q", i: 1, n: "slow", d: { ms: 60_000 } })
+      raw.send({ t: "q", i: 2, n: "slow", d: { ms: 1_000 } })
+      yield* TestClock.adjust("1 second")
+      expect(yield* raw.next()).toEqual({ t: "r", i: 2, ok: 1000 })
+      yield* TestClock.adjust("4 seconds")
+      expect(yield* raw.next()).toMatchObject({ t: "r", i: 1, fail: { _tag: "Timeout" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("runs a request sent twice with one id once and answers it once", () =>
+    Effect.gen(function* () {
+      counter.value = 0
+      const h = yield* harness()
+      const raw = yield* open(h)
+      raw.send({ t: "q", i: 7, n: "count", d: {} })
+      raw.send({ t: "q", i: 7, n: "count", d: {} })
+      raw.send({ t: "q", i: 8, n: "count", d: {} })
+      expect(yield* raw.next()).toEqual({ t: "r", i: 7, ok: 1 })
+      expect(yield* raw.next()).toEqual({ t: "r", i: 8, ok: 2 })
+      raw.send({ t: "q", i: 7, n: "count", d: {} })
+      raw.send({ t: "m", d: { _tag: "Echo", text: "after" } })
+      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "after" } })
+      expect(counter.value).toBe(2)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("answers Busy beyond the concurrent requests a connection may run", () =>
+    Effect.gen(function* () {
+      const h = yield* harness({ maxConcurrentRequests: 2 })
+      const raw = yield* open(h)
+      for (const i of [1, 2, 3]) raw.send({ t: "q", i, n: "slow", d: { ms: 1000 } })
+      expect(yield* raw.next()).toMatchObject({ t: "r", i: 3, fail: { _tag: "Busy" } })
+      yield* TestClock.adjust("1 second")
+      expect((yield* raw.next()).i).toBe(1)
+      expect((yield* raw.next()).i).toBe(2)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("handles messages one at a time, in order", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const raw = yield* open(h)
+      raw.send({ t: "m", d: { _tag: "Wait", ms: 1000 } })
+      raw.send({ t: "m", d: { _tag: "Echo", text: "second" } })
+      yield* TestClock.adjust("1 second")
+      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Notice", text: "waited 1000" } })
+      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "second" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+})
+
+describe("bad frames", () => {
+  it.effect("replies to invalid frames and schema failures with a typed reason and stays open", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const raw = yield* open(h)
+      raw.send("{not json")
+      expect(yield* raw.next()).toEqual({
+        t: "x",
+        reason: { _tag: "InvalidFrame", message: "the frame is not JSON" }
+      })
+      raw.send({ t: "?" })
+      expect(yield* raw.next()).toMatchObject({ t: "x", reason: { _tag: "InvalidFrame" } })
+      raw.send({ t: "m", d: { _tag: "Unknown" } })
+      expect(yield* raw.next()).toMatchObject({ t: "x", reason: { _tag: "InvalidMessage" } })
+      raw.send({ t: "m", d: { _tag: "Echo", text: "still here" } })
+      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "still here" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("closes with 4002 after more invalid frames than it tolerates", () =>
+    Effect.gen(function* () {
+      const h = yield* harness({ maxInvalidFrames: 2 })
+      const raw = yield* open(h)
+      for (let i = 0; i < 3; i++) raw.send("nope")
+      const closed = yield* raw.awaitClose
+      expect(closed.code).toBe(4002)
+      expect(Protocol.closeReason(closed.code, closed.reason)._tag).toBe("TooManyInvalidFrames")
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("closes with 4000 or 4001 and a typed reason when the route says so", () =>
+    Effect.gen(function* () {
+      const h = yield* harness({ invalidFrames: "close" })
+      const a = yield* open(h)
+      a.send("[]")
+      const first = yield* a.awaitClose
+      expect(Protocol.closeReason(first.code, first.reason)).toMatchObject({
+        _tag: "InvalidFrame",
+        code: 4000
+      })
+      const b = yield* open(h)
+      b.send({ t: "m", d: { _tag: "Echo", text: 1 } })
+      const second = yield* b.awaitClose
+      expect(Protocol.closeReason(second.code, second.reason)).toMatchObject({
+        _tag: "InvalidMessage",
+        code: 4001
+      })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("closes with 1009 past the message size limit", () =>
+    Effect.gen(function* () {
+      const h = yield* harness({ maxMessageSize: 100 })
+      const raw = yield* open(h)
+      raw.send({ t: "m", d: { _tag: "Echo", text: "x".repeat(200) } })
+      expect((yield* raw.awaitClose).code).toBe(1009)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("logs a handler's defect and keeps the connection", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const raw = yield* open(h)
+      raw.send({ t: "m", d: { _tag: "Crash" } })
+      raw.send({ t: "m", d: { _tag: "Echo", text: "alive" } })
+      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "alive" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+})
+
+describe("topics", () => {
+  it.effect("joins with the join handler's consent, fans events out to every member, and leaves", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const ada = yield* open(h)
+      const bob = yield* open(h, "2")
+      const joined = yield* join(ada, "lobby")
+      expect(joined).toMatchObject({ t: "j", n: "room", k: "lobby", ok: { r: "fresh", o: 0 } })
+      expect((yield* join(bob, "lobby")).ok.e).toBe(joined.ok.e)
+      say(ada, "lobby", "hi all")
+      const event = {
+        t: "e",
+        n: "room",
+        k: "lobby",
+        o: 1,
+        ep: joined.ok.e,
+        d: { from: "Ada", text: "hi all" }
+      }
+      expect(yield* ada.next()).toEqual(event)
+      expect(yield* bob.next()).toEqual(event)
+      bob.send({ t: "l", n: "room", k: "lobby" })
+      expect(yield* bob.next()).toEqual({ t: "l", n: "room", k: "lobby" })
+      say(ada, "lobby", "anyone?")
+      expect((yield* ada.next()).o).toBe(2)
+      bob.send({ t: "m", d: { _tag: "Echo", text: "sync" } })
+      expect(yield* bob.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "sync" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("refuses joins the handler denies, unknown topics and invalid keys, each with its reason", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const bob = yield* open(h, "2")
+      expect(yield* join(bob, "secret")).toEqual({
+        t: "j",
+        n: "room",
+        k: "secret",
+        no: { _tag: "Denied", message: "admins only" }
+      })
+      const ada = yield* open(h)
+      expect((yield* join(ada, "secret")).ok.r).toBe("fresh")
+      bob.send({ t: "j", n: "nope", k: "x" })
+      expect((yield* bob.next()).no._tag).toBe("UnknownTopic")
+      bob.send({ t: "j", n: "room", k: 42 })
+      expect((yield* bob.next()).no._tag).toBe("InvalidKey")
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("broadcasts to every connection of the channel, except the sender when asked", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const ada = yield* open(h)
+      const bob = yield* open(h, "2")
+      ada.send({ t: "m", d: { _tag: "Shout", text: "fire drill" } })
+      expect(yield* bob.next()).toEqual({ t: "m", d: { _tag: "Notice", text: "fire drill" } })
+      ada.send({ t: "m", d: { _tag: "Echo", text: "me" } })
+      expect(yield* ada.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "me" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("tells who is in a topic, with what each member's join handler returned", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const ada = yield* open(h)
+      const bob = yield* open(h, "2")
+      bob.send({ t: "p", i: 1, n: "room", k: "lobby" })
+      expect(yield* bob.next()).toMatchObject({ t: "r", i: 1, fail: { _tag: "InvalidRequest" } })
+      yield* join(ada, "lobby")
+      yield* join(bob, "lobby")
+      bob.send({ t: "p", i: 2, n: "room", k: "lobby" })
+      const members = (yield* bob.next()).m.map((m: { meta: unknown }) => m.meta)
+      expect(members).toEqual(expect.arrayContaining([{ name: "Ada" }, { name: "Bob" }]))
+      const server = yield* Channel.presence(chat, "room", roomId("lobby"))
+      expect(server.map((m) => m.meta.name).toSorted()).toEqual(["Ada", "Bob"])
+      ada.ws.close()
+      yield* ada.awaitClose
+      yield* Effect.yieldNow
+      expect((yield* Channel.presence(chat, "room", roomId("lobby"))).map((m) => m.meta.name)).toEqual([
+        "Bob"
+      ])
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("publishes from outside any connection", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const ada = yield* open(h)
+      yield* join(ada, "lobby")
+      yield* Channel.publish(chat, "room", roomId("lobby"), { from: "system", text: "maintenance" })
+      expect((yield* ada.next()).d).toEqual({ from: "system", text: "maintenance" })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("resumes from a position: Recovered with the missed events, Gap when they left the history", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const ada = yield* open(h)
+      const first = yield* join(ada, "lobby")
+      for (const text of ["1", "2", "3"]) say(ada, "lobby", text)
+      for (let i = 0; i < 3; i++) yield* ada.next((f) => f.t === "e")
+      const later = yield* open(h)
+      const resumed = yield* join(later, "lobby", { e: first.ok.e, o: 1 })
+      expect(resumed.ok).toEqual({ r: "recovered", e: first.ok.e, o: 3, n: 2 })
+      expect((yield* later.next()).d.text).toBe("2")
+      expect((yield* later.next()).d.text).toBe("3")
+      // The history keeps 5 events: resuming from 1 after 8 lost 2..3.
+      for (const text of ["4", "5", "6", "7", "8"]) say(ada, "lobby", text)
+      for (let i = 0; i < 5; i++) yield* later.next((f) => f.t === "e")
+      const third = yield* open(h)
+      expect((yield* join(third, "lobby", { e: first.ok.e, o: 1 })).ok).toEqual({
+        r: "gap",
+        e: first.ok.e,
+        o: 8,
+        missed: 2
+      })
+      const fourth = yield* open(h)
+      expect((yield* join(fourth, "lobby", { e: "another-epoch", o: 8 })).ok).toMatchObject({
+        r: "gap",
+        o: 8
+      })
+      say(ada, "lobby", "9")
+      expect((yield* fourth.next((f) => f.t === "e")).o).toBe(9)
+    }).pipe(Effect.provide(TestLayer))
+  )
+})
+
+describe("outbound queues", () => {
+  const flood = (policy: Hub.OverflowPolicy) =>
+    Effect.gen(function* () {
+      const h = yield* harness({ outbound: { limit: 3, highWaterMark: 10, policy } })
+      const raw = yield* open(h)
+      h.sockets[0]!.pause()
+      raw.send({ t: "m", d: { _tag: "Flood", count: 10 } })
+      return { h, raw, socket: h.sockets[0]! }
+    })
+
+  it.effect("dropNewest keeps the first frames and counts the dropped ones", () =>
+    Effect.gen(function* () {
+      const { raw, socket } = yield* flood("dropNewest")
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+      socket.resume()
+      const ticks = []
+      for (let i = 0; i < 4; i++) ticks.push((yield* raw.next()).d.n)
+      // One frame went to the socket before it was full, then the queue took three.
+      expect(ticks).toEqual([0, 1, 2, 3])
+      raw.send({ t: "m", d: { _tag: "Echo", text: "next" } })
+      expect((yield* raw.next()).d).toEqual({ _tag: "Echoed", text: "next" })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("dropOldest keeps the latest frames", () =>
+    Effect.gen(function* () {
+      const { h, raw, socket } = yield* flood("dropOldest")
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+      expect((yield* h.hub.metrics).dropped).toBe(6)
+      socket.resume()
+      const ticks = []
+      for (let i = 0; i < 4; i++) ticks.push((yield* raw.next()).d.n)
+      expect(ticks).toEqual([0, 7, 8, 9])
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("close cuts a slow consumer with 4005 SlowConsumer", () =>
+    Effect.gen(function* () {
+      const { h, raw, socket } = yield* flood("close")
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+      socket.resume()
+      const closed = yield* raw.awaitClose
+      expect(Protocol.closeReason(closed.code, closed.reason)._tag).toBe("SlowConsumer")
+      expect((yield* h.hub.metrics).slowConsumerCloses).toBe(1)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("suspend makes the sender wait until the client reads, losing nothing", () =>
+    Effect.gen(function* () {
+      const { raw, socket } = yield* flood("suspend")
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+      socket.resume()
+      const ticks = []
+      for (let i = 0; i < 10; i++) ticks.push((yield* raw.next()).d.n)
+      expect(ticks).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    }).pipe(Effect.provide(TestLayer))
+  )
+})
+
+describe("lifecycle", () => {
+  it.effect("pings after the interval and closes with 4003 when no pong comes in time", () =>
+    Effect.gen(function* () {
+      const h = yield* harness({ heartbeat: { interval: "10 seconds", timeout: "5 seconds" } })
+      const alive = yield* open(h)
+      const vanished = yield* open(h, "2")
+      h.sockets[1]!.freeze()
+      yield* TestClock.adjust("10 seconds")
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+      yield* TestClock.adjust("5 seconds")
+      // The vanished peer answers no close frame either: it is cut a couple of ticks later.
+      yield* TestClock.adjust("2 seconds")
+      expect((yield* vanished.awaitClose).code).toBe(1006)
+      expect((yield* h.hub.metrics).heartbeatTimeouts).toBe(1)
+      expect(alive.closed).toBeUndefined()
+      alive.send({ t: "m", d: { _tag: "Echo", text: "ok" } })
+      expect((yield* alive.next()).d.text).toBe("ok")
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("closes with 4004 after the idle timeout; heartbeats do not count as activity", () =>
+    Effect.gen(function* () {
+      const h = yield* harness({ idleTimeout: "30 seconds", heartbeat: false })
+      const raw = yield* open(h)
+      yield* TestClock.adjust("20 seconds")
+      raw.send({ t: "h" })
+      expect(yield* raw.next()).toEqual({ t: "H" })
+      raw.send({ t: "m", d: { _tag: "Echo", text: "busy" } })
+      yield* raw.next()
+      yield* TestClock.adjust("29 seconds")
+      expect(raw.closed).toBeUndefined()
+      raw.send({ t: "h" })
+      yield* raw.next()
+      yield* TestClock.adjust("1 second")
+      const closed = yield* raw.awaitClose
+      expect(Protocol.closeReason(closed.code, closed.reason)).toMatchObject({
+        _tag: "IdleTimeout",
+        code: 4004
+      })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("lets a handler close with an application code and runs onClose with the reason", () =>
+    Effect.gen(function* () {
+      closes.length = 0
+      const h = yield* harness()
+      const raw = yield* open(h)
+      raw.send({ t: "m", d: { _tag: "Kick" } })
+      expect(yield* raw.awaitClose).toEqual({ code: 4100, reason: "kicked" })
+      yield* Effect.yieldNow
+      expect(closes.map((c) => c.reason)).toEqual([{ _tag: "Application", code: 4100, message: "kicked" }])
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect(
+    "shuts down gracefully: refuses upgrades, sends 1001 in batches, cuts the rest at the deadline",
+    () =>
+      Effect.gen(function* () {
+        const h = yield* harness()
+        const clients: Array<Raw> = []
+        for (let i = 0; i < 5; i++) clients.push(yield* open(h))
+        h.sockets[4]!.freeze()
+        const shutdown = yield* Effect.forkChild(
+          h.hub.shutdown({ batchSize: 2, batchInterval: "1 second", deadline: "5 seconds" })
+        )
+        yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+        expect(clients.map((c) => c.closed?.code)).toEqual([1001, 1001, undefined, undefined, undefined])
+        const late = yield* connect(h.WebSocket, url(), [chat.protocol])
+        expect(late.closed?.code).toBe(1006)
+        expect(h.sockets.at(-1)!.refused?.status).toBe(503)
+        yield* TestClock.adjust("1 second")
+        yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+        expect(clients.map((c) => c.closed?.code)).toEqual([1001, 1001, 1001, 1001, undefined])
+        yield* TestClock.adjust("4 seconds")
+        yield* Fiber.join(shutdown)
+        expect((yield* clients[4]!.awaitClose).code).toBe(1006)
+        expect((yield* h.hub.metrics).connections).toBe(0)
+      }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("two hubs on one fan-out behave as two nodes: events and presence cross", () =>
+    Effect.gen(function* () {
+      const fanOut = Layer.succeed(PubSub.PubSub, PubSub.makeMemory())
+      const node = Effect.gen(function* () {
+        const context = yield* Layer.build(
+          Layer.mergeAll(Hub.layerWith().pipe(Layer.provide(fanOut)), UsersLive)
+        )
+        return yield* harness().pipe(Effect.provideContext(context))
+      })
+      const one = yield* node
+      const two = yield* node
+      expect(one.hub.nodeId).not.toBe(two.hub.nodeId)
+      const ada = yield* open(one)
+      const bob = yield* open(two, "2")
+      yield* join(ada, "lobby")
+      yield* join(bob, "lobby")
+      say(bob, "lobby", "from node two")
+      expect((yield* ada.next((f) => f.t === "e")).d).toEqual({ from: "Bob", text: "from node two" })
+      bob.send({ t: "p", i: 1, n: "room", k: "lobby" })
+      expect((yield* bob.next((f) => f.t === "P")).m).toHaveLength(2)
+    })
+  )
+})
