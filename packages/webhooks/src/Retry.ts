@@ -367,14 +367,14 @@ export interface Health {
 
 /**
  * Folds one attempt (`ok`: a 2xx) at time `at` into an endpoint's health. `disable` is true when the
- * endpoint has now failed continuously for at least `policy.disableAfter`. Attempts may be folded
+ * endpoint has now failed continuously for at least `disableAfter` (the policy's, usually). Attempts may be folded
  * slightly out of order (concurrent workers): a failure older than the last success does not start a
  * run of failures, and a success does not erase a run that began after it.
  *
  * @category health
  */
 export const health = (
-  policy: Policy,
+  disableAfter: Duration.Input,
   current: Health,
   attempt: { readonly ok: boolean; readonly at: number }
 ): { readonly health: Health; readonly disable: boolean } => {
@@ -393,7 +393,7 @@ export const health = (
   const failingSince = current.failingSince === null ? at : Math.min(current.failingSince, at)
   return {
     health: { failingSince, lastSuccessAt: current.lastSuccessAt },
-    disable: at - failingSince >= Duration.toMillis(policy.disableAfter)
+    disable: at - failingSince >= Duration.toMillis(disableAfter)
   }
 }
 

@@ -362,13 +362,12 @@ describe("Retry", () => {
       ],
       (disableAfter, attempts) =>
         Effect.sync(() => {
-          const policy = Retry.make({ disableAfter })
           let health = Retry.initialHealth
           let t = 0
           let runStart: number | undefined
           for (const { gap, ok } of attempts) {
             t += gap
-            const next = Retry.health(policy, health, { ok, at: t })
+            const next = Retry.health(disableAfter, health, { ok, at: t })
             if (ok) runStart = undefined
             else runStart ??= t
             expect(next.disable).toBe(!ok && t - runStart! >= disableAfter)
