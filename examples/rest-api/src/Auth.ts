@@ -1,51 +1,49 @@
 /**
- * The example's authentication: a bearer token looked up in a fixed table, and an admin guard that
- * refines the user. It shows the model (provides / requires / refines); real schemes (sessions,
- * JWT, API keys) are `@strata/core` built-ins of their own.
+ * The example's authentication and authorization: a cookie session (SQLite store in the demo),
+ * login with a password, bearer tokens for API clients, either one on `/api/me`, and an admin guard.
  */
 import * as Effect from "effect/Effect"
-import * as HttpServerRequest from "effect/http/HttpServerRequest"
-import { HttpError, Middleware } from "@strata/core"
-
-export interface User {
-  readonly id: string
-  readonly name: string
-  readonly role: "admin" | "member"
-}
+import * as Schema from "effect/Schema"
+import type * as Redacted from "effect/Redacted"
+import { Auth, Authz, Middleware, Session } from "@strata/core"
+import { type User, Users } from "./Users.ts"
 
 /** The user making the request. */
 export class CurrentUser extends Middleware.Service<CurrentUser, User>()("example/CurrentUser") {}
 
-/** The user, once checked to be an admin. */
-export class Admin extends Middleware.Service<Admin, User & { readonly role: "admin" }>()("example/Admin") {}
+/** The session: who is logged in, and a flash message for the next page. */
+export class AppSession extends Session.Service<AppSession>()("example/Session", {
+  schema: Schema.Struct({ userId: Schema.optional(Schema.String), flash: Schema.optional(Schema.String) })
+}) {}
 
-/** Demo tokens; printed by the demo so they can be tried with curl. */
-export const demoTokens: Readonly<Record<string, User>> = {
-  "alice-token": { id: "alice", name: "Alice", role: "admin" },
-  "bob-token": { id: "bob", name: "Bob", role: "member" }
-}
+export const session = (keys: ReadonlyArray<Redacted.Redacted<string>>) =>
+  Session.middleware(AppSession, {
+    cookie: { keys, secure: process.env["NODE_ENV"] === "production" },
+    idleTimeout: "2 hours",
+    absoluteTimeout: "1 day"
+  })
 
-export const bearer = Middleware.make({
-  name: "bearer",
-  provides: [CurrentUser],
-  raises: ["Unauthorized"],
-  apply: (next) =>
+/** Demo API tokens; printed by the demo so they can be tried with curl. */
+export const demoTokens: Readonly<Record<string, string>> = { "alice-token": "alice", "bob-token": "bob" }
+
+export const bearer = Auth.bearer({
+  provides: CurrentUser,
+  realm: "notes",
+  verify: (token) =>
     Effect.gen(function* () {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const match = /^Bearer (\S+)$/.exec(request.headers["authorization"] ?? "")
-      const user = match === null ? undefined : demoTokens[match[1]!]
-      if (user === undefined) return yield* new HttpError.Unauthorized({ challenge: 'Bearer realm="notes"' })
-      return yield* Effect.provideService(next, CurrentUser, user)
+      const id = Object.entries(demoTokens).find(([t]) => Auth.constantTimeEqual(t, token))?.[1]
+      return id === undefined ? undefined : yield* (yield* Users).find(id)
     })
 })
 
-export const admin = Middleware.refine({
-  name: "admin",
-  from: CurrentUser,
-  to: Admin,
-  raises: ["Forbidden"],
-  check: (user) =>
-    user.role === "admin"
-      ? Effect.succeed({ ...user, role: "admin" as const })
-      : Effect.fail(new HttpError.Forbidden({ reason: "not an admin" }))
+export const sessionUser = Auth.sessionUser({
+  provides: CurrentUser,
+  session: AppSession,
+  key: "userId",
+  load: (id) => Effect.flatMap(Users, (users) => users.find(id))
 })
+
+/** Either a bearer token or a logged-in session. */
+export const anyUser = Middleware.oneOf({ bearer, session: sessionUser })
+
+export const admin = Authz.requireRole({ user: CurrentUser, role: "admin", roles: (u) => [u.role] })

@@ -1,15 +1,31 @@
 /**
- * The REST example: a notes API whose routes read the current user from middleware, decode bodies
- * with Schema, and answer every error with a typed response.
+ * The REST example: HTML pages with a session login and CSRF-protected forms, and a JSON notes API
+ * for bearer-token clients. Request ids, logs, security headers, rate limits, Schema-validated
+ * bodies and typed errors throughout.
  */
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import * as HttpServerRequest from "effect/http/HttpServerRequest"
-import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as HttpRouter from "effect/http/HttpRouter"
-import { HttpError, Logger, RequestId, Route, Router } from "@strata/core"
-import { Admin, admin, bearer, CurrentUser } from "./Auth.ts"
+import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import { randomBytes } from "node:crypto"
+import {
+  Body,
+  HttpError,
+  Logger,
+  RateLimit,
+  RequestId,
+  Route,
+  Router,
+  SecurityHeaders,
+  Session
+} from "@strata/core"
+import { admin, anyUser, bearer, CurrentUser, session } from "./Auth.ts"
+import * as NotesModule from "./Notes.ts"
 import { Notes } from "./Notes.ts"
+import * as Users from "./Users.ts"
+import { pages } from "./pages.ts"
 
 class NoteNotFound extends HttpError.Class("NoteNotFound", { status: 404, message: "No such note" })<{
   readonly id: string
@@ -26,8 +42,7 @@ const listNotes = Route.get(
   "/notes",
   Effect.gen(function* () {
     const user = yield* CurrentUser
-    const notes = yield* Notes
-    return HttpServerResponse.jsonUnsafe(yield* notes.list(user.id))
+    return HttpServerResponse.jsonUnsafe(yield* (yield* Notes).list(user.id))
   })
 )
 
@@ -35,9 +50,7 @@ const createNote = Route.post(
   "/notes",
   Effect.gen(function* () {
     const user = yield* CurrentUser
-    const input = yield* HttpServerRequest.schemaBodyJson(NoteInput, { errors: "all" }).pipe(
-      HttpError.mapSchemaError
-    )
+    const input = yield* Body.json(NoteInput)
     const note = yield* (yield* Notes).create({ owner: user.id, ...input })
     return HttpServerResponse.jsonUnsafe(note, { status: 201 })
   })
@@ -58,7 +71,7 @@ const getNote = Route.get(
 const deleteAnyNote = Route.del(
   "/notes/:id",
   Effect.gen(function* () {
-    const by = yield* Admin
+    const by = yield* CurrentUser
     const id = yield* noteId
     if (!(yield* (yield* Notes).remove(id))) return yield* new NoteNotFound({ id })
     yield* Effect.logInfo("note deleted").pipe(Effect.annotateLogs({ noteId: id, by: by.id }))
@@ -66,35 +79,63 @@ const deleteAnyNote = Route.del(
   })
 )
 
-const index = Route.get(
-  "/",
-  HttpServerResponse.jsonUnsafe({
-    name: "Strata notes example",
-    routes: [
-      "GET /health",
-      "GET /api/notes",
-      "POST /api/notes",
-      "GET /api/notes/:id",
-      "DELETE /api/admin/notes/:id"
-    ]
+const me = Route.get(
+  "/me",
+  Effect.gen(function* () {
+    const user = yield* CurrentUser
+    return HttpServerResponse.jsonUnsafe(user)
   })
 )
 
 const health = Route.get("/health", HttpServerResponse.text("ok"))
 
-const api = Router.group("/api", [
-  listNotes,
-  createNote,
-  getNote,
-  Router.group("/admin", [deleteAnyNote]).pipe(Router.use(admin))
-]).pipe(Router.use(bearer))
+const perUser = RateLimit.middleware({
+  name: "api",
+  limit: 100,
+  window: "1 minute",
+  key: RateLimit.byService(CurrentUser, (u) => u.id)
+})
 
 /**
- * The whole app. `requireEverywhere` makes any new route that forgets auth a compile error (and a
- * start-up error), except the two public ones.
+ * The JSON API. `requireEverywhere` makes any API route that forgets auth a compile error (and a
+ * start-up error).
  */
-export const app = Router.requireEverywhere(
-  Router.make([index, health, api]).pipe(Router.use(RequestId.middleware(), Logger.middleware())),
-  CurrentUser,
-  { except: ["GET /", "GET /health"] }
+const api = Router.requireEverywhere(
+  Router.group("/api", [
+    // Either a bearer token or the browser's session (a safe method: no CSRF token needed).
+    Router.group("", [me]).pipe(Router.use(anyUser)),
+    Router.group("", [
+      listNotes,
+      createNote,
+      getNote,
+      Router.group("/admin", [deleteAnyNote]).pipe(Router.use(admin))
+    ]).pipe(Router.use(bearer, perUser))
+  ]),
+  CurrentUser
+)
+
+const { "upgrade-insecure-requests": _upgrade, ...demoCsp } = SecurityHeaders.defaultCsp
+
+/** The whole app; `keys` sign the session cookies. */
+export const makeApp = (keys: ReadonlyArray<Redacted.Redacted<string>>) => {
+  const sessions = session(keys)
+  return Router.make([health, pages(sessions), Router.group("", [api]).pipe(Router.use(sessions))]).pipe(
+    Router.use(
+      RequestId.middleware(),
+      Logger.middleware(),
+      // The demo runs on plain http://127.0.0.1: no HSTS, and no upgrading of its form posts.
+      SecurityHeaders.middleware({ strictTransportSecurity: false, contentSecurityPolicy: demoCsp })
+    )
+  )
+}
+
+/** The app with a signing key made for this process (tests, quick starts): sessions end with it. */
+export const app = makeApp([Redacted.make(randomBytes(32).toString("base64url"))])
+
+/** Every app service in memory: notes, users, sessions, rate-limit counters. */
+export const layerMemory = Layer.mergeAll(
+  NotesModule.layerMemory,
+  Users.layer,
+  Session.layerMemory(),
+  RateLimit.layerMemory()
 )

@@ -1,28 +1,48 @@
 /**
- * Starts the REST example on PORT (default 3000) and prints where it listens and how to try it.
+ * Starts the REST example on PORT (default 3000): sessions in SQLite under DATA_DIR (default
+ * `.data/`), signed with SESSION_KEYS (comma-separated, newest first) or with a key made once and
+ * kept in DATA_DIR, so logins survive restarts.
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as HttpServer from "effect/http/HttpServer"
+import { randomBytes } from "node:crypto"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
-import { App } from "@strata/core"
-import { app } from "./app.ts"
+import { join } from "node:path"
+import { App, RateLimit } from "@strata/core"
+import * as SessionSqlite from "@strata/core/SessionSqlite"
+import { makeApp } from "./app.ts"
+import { demoTokens } from "./Auth.ts"
 import * as Notes from "./Notes.ts"
+import * as Users from "./Users.ts"
 
 const port = Number(process.env["PORT"] ?? 3000)
 const host = process.env["HOST"] ?? "127.0.0.1"
+const dataDir = process.env["DATA_DIR"] ?? ".data"
+mkdirSync(dataDir, { recursive: true })
+
+const sessionKeys = (): ReadonlyArray<Redacted.Redacted<string>> => {
+  const fromEnv = process.env["SESSION_KEYS"]
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv.split(",").map((k) => Redacted.make(k.trim()))
+  const file = join(dataDir, "session.key")
+  if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString("base64url"), { mode: 0o600 })
+  return [Redacted.make(readFileSync(file, "utf8").trim())]
+}
 
 const banner = Layer.effectDiscard(
   Effect.gen(function* () {
     const url = HttpServer.formatAddress((yield* HttpServer.HttpServer).address)
+    const [token] = Object.keys(demoTokens)
     yield* Effect.sync(() =>
       console.log(
         [
           `Strata REST example listening on ${url}`,
-          `  curl ${url}/health`,
-          `  curl -H 'authorization: Bearer bob-token' ${url}/api/notes`,
-          `  curl -H 'authorization: Bearer bob-token' -H 'content-type: application/json' -d '{"title":"hi","body":"there"}' ${url}/api/notes`,
+          `  open ${url}/ and log in as ${Users.demoLogins.map((l) => `${l.username} / ${l.password}`).join(" or ")}`,
+          `  curl -H 'authorization: Bearer ${token}' ${url}/api/notes`,
+          `  curl -H 'authorization: Bearer ${token}' -H 'content-type: application/json' -d '{"title":"hi","body":"there"}' ${url}/api/notes`,
           `  curl -i ${url}/api/notes            # 401 with WWW-Authenticate and x-request-id`,
           `Press Ctrl+C to stop.`
         ].join("\n")
@@ -31,9 +51,16 @@ const banner = Layer.effectDiscard(
   })
 )
 
-App.serve(app).pipe(
+App.serve(makeApp(sessionKeys())).pipe(
   Layer.merge(banner),
-  Layer.provide(Notes.layerMemory),
+  Layer.provide(
+    Layer.mergeAll(
+      Notes.layerMemory,
+      Users.layer,
+      SessionSqlite.layer({ filename: join(dataDir, "sessions.db") }),
+      RateLimit.layerMemory()
+    )
+  ),
   Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
   Layer.launch,
   NodeRuntime.runMain
