@@ -67,6 +67,8 @@ export interface Options {
    * with `Refused` instead of retrying. On when `fetch` exists.
    */
   readonly probe?: boolean | undefined
+  /** The `fetch` the probe uses (the global one by default). */
+  readonly fetch?: ((url: string, init?: RequestInit) => Promise<Response>) | undefined
 }
 
 /**
@@ -589,11 +591,12 @@ const failureOf = (frame: Protocol.ServerFrame): Exit.Exit<never, RequestError> 
 // The HTTP side of a refused upgrade: browsers hide it from WebSocket code.
 const probe = (
   channel: Channel.Any,
-  url: string
+  url: string,
+  fetch: (url: string, init?: RequestInit) => Promise<Response>
 ): Effect.Effect<Extract<Status, { readonly _tag: "Refused" }> | undefined> =>
   Effect.promise(async () => {
     try {
-      const response = await globalThis.fetch(url.replace(/^ws/, "http"), {
+      const response = await fetch(url.replace(/^ws/, "http"), {
         headers: { accept: "application/json" }
       })
       const text = await response.text()
@@ -654,7 +657,8 @@ export const make = <C extends Channel.Any>(
       options.heartbeat === false
         ? undefined
         : (options.heartbeat ?? { interval: "20 seconds", timeout: "10 seconds" })
-    const shouldProbe = options.probe ?? typeof globalThis.fetch === "function"
+    const fetch = options.fetch ?? (typeof globalThis.fetch === "function" ? globalThis.fetch : undefined)
+    const shouldProbe = (options.probe ?? true) && fetch !== undefined
 
     // One connection: resolves when it closes, with whether it ever opened.
     const connectOnce = Effect.callback<{
@@ -734,7 +738,7 @@ export const make = <C extends Channel.Any>(
         if (outcome.opened) attempt = 0
         const reason = Protocol.closeReason(outcome.code, outcome.reason)
         if (!outcome.opened && shouldProbe) {
-          const refused = yield* probe(channel, options.url)
+          const refused = yield* probe(channel, options.url, fetch!)
           if (refused !== undefined) return core.end(refused)
         }
         if (reconnect === undefined || !reconnectCodes.has(outcome.code))

@@ -189,6 +189,10 @@ export const memory = (): {
    */
   readonly layer: Layer.Layer<never>
   readonly WebSocket: (handler: (request: Request) => Promise<Response>) => WebSocketConstructor
+  /** A `fetch` that goes through the same handler (for the client's probe). */
+  readonly fetch: (
+    handler: (request: Request) => Promise<Response>
+  ) => (url: string, init?: RequestInit) => Promise<Response>
   /** Every client socket made so far, newest last. */
   readonly sockets: ReadonlyArray<MemoryWebSocket>
 } => {
@@ -243,7 +247,13 @@ export const memory = (): {
       }
     }
 
-  return { upgrader, layer: Layer.succeed(Upgrader, upgrader) as Layer.Layer<never>, WebSocket, sockets }
+  return {
+    upgrader,
+    layer: Layer.succeed(Upgrader, upgrader) as Layer.Layer<never>,
+    WebSocket,
+    fetch: (handler) => (url, init) => handler(new Request(url, init)),
+    sockets
+  }
 }
 
 class MemoryClient implements MemoryWebSocket {

@@ -176,6 +176,7 @@ export const harness = (
   {
     readonly handler: (request: Request) => Promise<Response>
     readonly WebSocket: Transport.WebSocketConstructor
+    readonly fetch: (url: string, init?: RequestInit) => Promise<Response>
     readonly sockets: ReadonlyArray<Transport.MemoryWebSocket>
     readonly hub: Hub.Hub["Service"]
   },
@@ -189,7 +190,13 @@ export const harness = (
     const handler = HttpEffect.toWebHandlerWith(Context.add(context, Transport.Upgrader, memory.upgrader))(
       httpEffect as any
     ) as (request: Request) => Promise<Response>
-    return { handler, WebSocket: memory.WebSocket(handler), sockets: memory.sockets, hub: yield* Hub.Hub }
+    return {
+      handler,
+      WebSocket: memory.WebSocket(handler),
+      fetch: memory.fetch(handler),
+      sockets: memory.sockets,
+      hub: yield* Hub.Hub
+    }
   })
 
 export const TestLayer = Layer.mergeAll(Hub.layer(), UsersLive)
