@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Context from "effect/Context"
+import * as Formatter from "effect/Formatter"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/testing/TestClock"
 import * as fc from "fast-check"
@@ -102,15 +103,35 @@ export const parametersOf = (options: Options | undefined): fc.Parameters<any> =
   includeErrorInReport: true
 })
 
+// `Cause.pretty` shows an error's message and stack; a typed error's fields (the id that was not
+// found, the status that was wrong) are what a failing case is about, so they are printed too.
+const fieldsOf = (error: unknown): string | undefined => {
+  if (!(error instanceof Error)) return undefined
+  const keys = Object.keys(error).filter((key) => key !== "stack" && key !== "message" && key !== "name")
+  if (keys.length === 0) return undefined
+  const name = (error as { readonly _tag?: unknown })._tag ?? error.name
+  return `${String(name)} ${Formatter.formatJson(Object.fromEntries(keys.map((key) => [key, (error as any)[key]])), { space: 2 })}`
+}
+
+/** @internal */
+export const prettyCause = (cause: Cause.Cause<unknown>): string => {
+  const fields = cause.reasons.filter(Cause.isFailReason).flatMap((reason) => {
+    const text = fieldsOf(reason.error)
+    return text === undefined ? [] : [text]
+  })
+  return fields.length === 0 ? Cause.pretty(cause) : `${Cause.pretty(cause)}\nwith ${fields.join("\nand ")}`
+}
+
 /**
- * A case whose Effect failed: the message is the pretty-printed cause.
+ * A case whose Effect failed: the message is the pretty-printed cause, with the fields of typed
+ * errors.
  *
  * @category errors
  */
 export class EffectFailure extends Error {
   readonly failure: Cause.Cause<unknown>
   constructor(cause: Cause.Cause<unknown>, prefix?: string) {
-    super(`${prefix === undefined ? "" : `${prefix}\n`}${Cause.pretty(cause)}`)
+    super(`${prefix === undefined ? "" : `${prefix}\n`}${prettyCause(cause)}`)
     this.name = "EffectFailure"
     this.failure = cause
     // The runner's own frames say nothing; the cause carries the stacks that matter.
