@@ -3,18 +3,32 @@
  * dispatcher and a fake in-process receiver answering scripted statuses, all on TestClock.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { DatabaseSync } from "node:sqlite"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as References from "effect/References"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/testing/TestClock"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as fc from "fast-check"
 import { Webhook } from "standardwebhooks"
+import * as Dispatcher from "../src/Dispatcher.ts"
 import * as Endpoint from "../src/Endpoint.ts"
 import * as Outbox from "../src/Outbox.ts"
+import * as OutboxSqlite from "../src/OutboxSqlite.ts"
 import * as Retry from "../src/Retry.ts"
 import { effectProperty } from "./property.ts"
-import type { Answer, Received } from "./receiver.ts"
-import { advance, allDeliveries, inWorld, settle, untilQuiet } from "./world.ts"
+import { type Answer, type FakeReceiver, makeReceiver, type Received } from "./receiver.ts"
+import { advance, allDeliveries, inWorld, type Services, settle, untilQuiet } from "./world.ts"
 
 const runs = (numRuns: number) => ({ numRuns })
 
@@ -415,4 +429,194 @@ describe("Dispatcher", () => {
       },
       runs(40)
     ))
+})
+
+// ---------------------------------------------------------------------------------------------------
+// Crashes
+// ---------------------------------------------------------------------------------------------------
+
+interface Node {
+  readonly db: DatabaseSync
+  readonly scope: Scope.Closeable
+  readonly context: Context.Context<Services>
+}
+
+interface Real {
+  readonly file: string
+  readonly runtime: ManagedRuntime.ManagedRuntime<TestClock.TestClock, never>
+  readonly receiver: FakeReceiver
+  readonly acked: Set<string>
+  node: Node | undefined
+  /** Hits per message id at the receiver. */
+  readonly hits: Map<string, number>
+}
+
+interface CrashModel {
+  up: boolean
+}
+
+const crashPolicy = Retry.make({
+  schedule: ["1 second", "2 seconds", "3 seconds", "4 seconds"],
+  timeout: "5 seconds"
+})
+
+const startNode = (real: Real) =>
+  Effect.gen(function* () {
+    const db = new DatabaseSync(real.file, { timeout: 1000 })
+    db.exec("PRAGMA journal_mode = WAL")
+    const scope = yield* Scope.make()
+    const layer = Dispatcher.layer({ policy: crashPolicy, pollInterval: "1 second", batchSize: 8 }).pipe(
+      Layer.provideMerge(OutboxSqlite.layer({ database: db })),
+      Layer.provide(real.receiver.layer)
+    )
+    const context = yield* Layer.buildWithScope(layer, scope)
+    real.node = { db, scope, context }
+    return context
+  })
+
+const onNode = <A, E>(real: Real, effect: Effect.Effect<A, E, Services>) =>
+  real.runtime.runPromise(Effect.provideContext(effect, real.node!.context))
+
+class Enqueue implements fc.AsyncCommand<CrashModel, Real> {
+  readonly count: number
+  readonly wait: boolean
+  constructor(count: number, wait: boolean) {
+    this.count = count
+    this.wait = wait
+  }
+  check = (m: Readonly<CrashModel>) => m.up
+  run = async (_m: CrashModel, real: Real) => {
+    const sends = Effect.forEach(
+      Array.from({ length: this.count }, (_, i) => i),
+      (i) =>
+        Effect.tap(Outbox.sendEncoded({ eventType: "t.x", payload: `{"i":${i}}` }), (sent) =>
+          Effect.sync(() => real.acked.add(sent.id))
+        ),
+      { concurrency: "unbounded", discard: true }
+    ).pipe(Effect.ignore)
+    // Not waiting lets a kill land between the write and the acknowledgement.
+    await onNode(real, this.wait ? sends : Effect.asVoid(Effect.forkDetach(sends)))
+  }
+  toString = () => `Enqueue(${this.count}${this.wait ? "" : ", no wait"})`
+}
+
+class Advance implements fc.AsyncCommand<CrashModel, Real> {
+  readonly millis: number
+  constructor(millis: number) {
+    this.millis = millis
+  }
+  check = () => true
+  run = async (_m: CrashModel, real: Real) => {
+    await real.runtime.runPromise(advance(this.millis, 250))
+  }
+  toString = () => `Advance(${this.millis})`
+}
+
+class Kill implements fc.AsyncCommand<CrashModel, Real> {
+  check = (m: Readonly<CrashModel>) => m.up
+  run = async (m: CrashModel, real: Real) => {
+    const node = real.node!
+    // The process dies: its database handle goes first, so nothing it does afterwards is recorded;
+    // its fibers wind down in the background as the clock moves.
+    node.db.close()
+    real.node = undefined
+    m.up = false
+    await real.runtime.runPromise(Effect.asVoid(Effect.forkDetach(Scope.close(node.scope, Exit.void))))
+  }
+  toString = () => "Kill"
+}
+
+class Restart implements fc.AsyncCommand<CrashModel, Real> {
+  check = (m: Readonly<CrashModel>) => !m.up
+  run = async (m: CrashModel, real: Real) => {
+    await real.runtime.runPromise(startNode(real))
+    m.up = true
+  }
+  toString = () => "Restart"
+}
+
+describe("Dispatcher crashes", () => {
+  it("model-based crash test", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "strata-crash-"))
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.commands(
+            [
+              fc
+                .record({ count: fc.integer({ min: 1, max: 6 }), wait: fc.boolean() })
+                .map((c) => new Enqueue(c.count, c.wait)),
+              fc.integer({ min: 0, max: 8000 }).map((ms) => new Advance(ms)),
+              fc.constant(new Kill()),
+              fc.constant(new Restart())
+            ],
+            { maxCommands: 25 }
+          ),
+          fc.integer({ min: 0, max: 3 }),
+          fc.integer({ min: 0, max: 3000 }),
+          async (commands, failFirst, delay) => {
+            const hits = new Map<string, number>()
+            const receiver = makeReceiver((request) => {
+              const id = request.headers["webhook-id"]!
+              const n = hits.get(id) ?? 0
+              hits.set(id, n + 1)
+              return { status: n < failFirst ? 500 : 200, delay }
+            })
+            const runtime = ManagedRuntime.make(
+              Layer.merge(TestClock.layer(), Layer.succeed(References.MinimumLogLevel, "None"))
+            ) as unknown as ManagedRuntime.ManagedRuntime<TestClock.TestClock, never>
+            const real: Real = {
+              file: path.join(dir, `${crypto.randomUUID()}.db`),
+              runtime,
+              receiver,
+              acked: new Set(),
+              node: undefined,
+              hits
+            }
+            try {
+              await runtime.runPromise(startNode(real))
+              await onNode(
+                real,
+                Effect.flatMap(Endpoint.Endpoints, (endpoints) =>
+                  endpoints.create({ url: "http://r.test/hook" })
+                )
+              )
+              await fc.asyncModelRun(() => ({ model: { up: true }, real }), commands)
+              if (real.node === undefined) await runtime.runPromise(startNode(real))
+              // Leases of dead nodes expire; everything left is attempted until it ends.
+              const quiet = await onNode(real, untilQuiet(600_000, 1000))
+              expect(quiet).toBe(true)
+              const rows = await onNode(real, allDeliveries)
+              const recorded = new Set(rows.map((row) => row.delivery.messageId))
+              // Nothing acknowledged is lost; nothing persisted is left behind.
+              for (const id of real.acked) expect(recorded.has(id)).toBe(true)
+              for (const { attempts, delivery } of rows) {
+                expect(delivery.state).toBe("delivered")
+                // Never counted twice: one row per number, each a request the receiver really got,
+                // and exactly one success.
+                expect(attempts.map((a) => a.attempt)).toEqual(attempts.map((_, i) => i + 1))
+                expect(attempts.length).toBeLessThanOrEqual(hits.get(delivery.messageId) ?? 0)
+                expect(attempts.filter((a) => is2xx(a.status)).length).toBe(1)
+                expect(is2xx(attempts.at(-1)!.status)).toBe(true)
+              }
+            } finally {
+              if (real.node !== undefined) {
+                const node = real.node
+                await runtime.runPromise(
+                  Effect.andThen(Effect.forkDetach(Scope.close(node.scope, Exit.void)), (fiber) =>
+                    Effect.andThen(advance(60_000, 5_000), Fiber.join(fiber))
+                  )
+                )
+                node.db.close()
+              }
+              await runtime.dispose()
+            }
+          }
+        ),
+        { numRuns: 40 }
+      )
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 120_000)
 })
