@@ -645,13 +645,19 @@ export const route = <C extends Any, const P extends Route.Path, const H extends
 ): Route.Route<"GET", P, never, HandlerServices<H> | Hub.Hub> =>
   Route.make("GET", path, serveUpgrade(channel, handlers as Handlers<Any>, options)) as any
 
+// The socket of an upgrade request is not reused for another request: say so, or a pooling client
+// (Node's agent) would send its next request down a socket the server ends.
 const refusal = (
   status: number,
   error: string,
   message: string,
   extra: Record<string, unknown> = {},
-  headers = {}
-) => HttpServerResponse.jsonUnsafe({ error, message, ...extra }, { status, headers })
+  headers: Record<string, string> = {}
+) =>
+  HttpServerResponse.jsonUnsafe(
+    { error, message, ...extra },
+    { status, headers: { ...headers, connection: "close" } }
+  )
 
 const serveUpgrade = (channel: Any, handlers: Handlers<Any>, options: RouteOptions) =>
   Effect.gen(function* () {

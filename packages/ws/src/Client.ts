@@ -96,13 +96,15 @@ export type Status =
     }
 
 /**
- * What a topic subscription yields: events, and after a reconnect whether every missed event came
- * back (`Recovered`, followed by them) or some were lost (`Gap`).
+ * What a topic subscription yields: `Joined` once the server confirmed the join (events published
+ * from then on arrive), the events, and after a reconnect whether every missed event came back
+ * (`Recovered`, followed by them) or some were lost (`Gap`).
  *
  * @category models
  */
 export type Delivery<P> =
   | { readonly _tag: "Message"; readonly payload: P; readonly offset: number; readonly epoch: string }
+  | { readonly _tag: "Joined"; readonly offset: number; readonly epoch: string }
   | { readonly _tag: "Recovered"; readonly replayed: number }
   | { readonly _tag: "Gap"; readonly missed: number | undefined }
 
@@ -410,15 +412,15 @@ class Core {
     }
     sub.joined = true
     const ok = frame.ok as typeof frame.ok & { readonly n?: number }
-    const delivery: Delivery<unknown> | undefined =
+    const delivery: Delivery<unknown> =
       ok.r === "recovered"
         ? { _tag: "Recovered", replayed: ok.n ?? 0 }
         : ok.r === "gap"
           ? { _tag: "Gap", missed: ok.missed }
-          : undefined
+          : { _tag: "Joined", offset: ok.o, epoch: ok.e }
     // From here on: the position the server reports (a gap moves past what was lost).
     if (ok.r !== "recovered") sub.position = { e: ok.e, o: ok.o }
-    if (delivery !== undefined) for (const queue of sub.listeners) Queue.offerUnsafe(queue, delivery)
+    for (const queue of sub.listeners) Queue.offerUnsafe(queue, delivery)
   }
 
   // Connection lifecycle -----------------------------------------------------------------------

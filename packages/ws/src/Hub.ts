@@ -872,3 +872,26 @@ export const layer = (options: Options & PubSub.MemoryOptions = {}): Layer.Layer
  */
 export const shutdown = (options?: ShutdownOptions): Effect.Effect<void, never, Hub> =>
   Effect.flatMap(Hub, (hub) => hub.shutdown(options))
+
+/**
+ * Wraps the layer that serves HTTP (`App.serve(app)`) so that, when the app stops, the channels
+ * drain first — 1001 in batches, then the deadline — and only then does the HTTP server close. Without
+ * it, Effect's Node server waits up to its graceful-shutdown timeout (20 s) for the open WebSockets
+ * before the hub's own shutdown runs.
+ *
+ * @example
+ * ```ts
+ * App.serve(app).pipe(Hub.drainFirst, Layer.provide(Hub.layer()), Layer.provide(NodeHttpServer.layer(createServer, { port })))
+ * ```
+ * @category layers
+ */
+export const drainFirst = <A, E, R>(serve: Layer.Layer<A, E, R>): Layer.Layer<A, E, R | Hub> =>
+  Layer.effectContext(
+    Effect.gen(function* () {
+      const hub = yield* Hub
+      const context = yield* Layer.build(serve)
+      // Added after the serving layer's own finalizers, so it runs before them.
+      yield* Effect.addFinalizer(() => hub.shutdown())
+      return context
+    })
+  )

@@ -70,14 +70,19 @@ describe("Client", () => {
       const ada = yield* clientOf(h)
       const bob = yield* clientOf(h, "2")
       const adaSees = yield* collect(ada.subscribe("room", lobby))
-      const fiber = yield* Effect.forkScoped(Stream.runCollect(Stream.take(bob.subscribe("room", lobby), 2)))
+      const fiber = yield* Effect.forkScoped(Stream.runCollect(Stream.take(bob.subscribe("room", lobby), 3)))
       yield* settle
       yield* ada.send({ _tag: "Say", room: lobby, text: "one" })
       yield* ada.send({ _tag: "Say", room: lobby, text: "two" })
       const bobSaw = yield* Fiber.join(fiber)
-      expect(Array.from(bobSaw).map((d) => d._tag === "Message" && d.payload.text)).toEqual(["one", "two"])
+      expect(Array.from(bobSaw).map((d) => (d._tag === "Message" ? d.payload.text : d._tag))).toEqual([
+        "Joined",
+        "one",
+        "two"
+      ])
       yield* settle
       expect(adaSees.map((d) => (d._tag === "Message" ? [d.offset, d.payload] : d._tag))).toEqual([
+        "Joined",
         [1, { from: "Ada", text: "one" }],
         [2, { from: "Ada", text: "two" }]
       ])
@@ -122,12 +127,9 @@ describe("Client", () => {
           "Connecting",
           "Open"
         ])
-        expect(deliveries.map((d) => (d._tag === "Message" ? d.payload.text : d))).toEqual([
-          "before",
-          { _tag: "Recovered", replayed: 2 },
-          "while away 1",
-          "while away 2"
-        ])
+        expect(
+          deliveries.map((d) => (d._tag === "Message" ? d.payload.text : d._tag === "Joined" ? "Joined" : d))
+        ).toEqual(["Joined", "before", { _tag: "Recovered", replayed: 2 }, "while away 1", "while away 2"])
         bob.send({ t: "m", d: { _tag: "Say", room: "lobby", text: "live again" } })
         yield* settle
         expect(deliveries.at(-1)).toMatchObject({
@@ -151,10 +153,9 @@ describe("Client", () => {
       yield* settle
       yield* TestClock.adjust("1 second")
       yield* settle
-      expect(deliveries.map((d) => (d._tag === "Message" ? d.payload.text : d))).toEqual([
-        "0",
-        { _tag: "Gap", missed: 3 }
-      ])
+      expect(
+        deliveries.map((d) => (d._tag === "Message" ? d.payload.text : d._tag === "Joined" ? "Joined" : d))
+      ).toEqual(["Joined", "0", { _tag: "Gap", missed: 3 }])
       bob.send({ t: "m", d: { _tag: "Say", room: "lobby", text: "9" } })
       yield* settle
       expect(deliveries.at(-1)).toMatchObject({ _tag: "Message", offset: 10 })
