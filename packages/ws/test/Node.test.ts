@@ -92,15 +92,6 @@ const puller = <A, E>(stream: Stream.Stream<A, E>) =>
     )
   })
 
-const until = (check: () => boolean, what: string) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < 200; i++) {
-      if (check()) return
-      await new Promise((r) => setTimeout(r, 10))
-    }
-    throw new Error(`timed out waiting for ${what}`)
-  })
-
 describe("Node adapter", () => {
   it.live("answers refused upgrades with the middleware's status and a body, over a real socket", () =>
     Effect.gen(function* () {
