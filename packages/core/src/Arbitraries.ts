@@ -92,6 +92,18 @@ export const withArbitrary: {
  * An arbitrary of the schema's values (the `Type` side): what a handler holds once it decoded a
  * request. Every value it generates passes `Schema.is(schema)`.
  *
+ * Derived: structs (required, `optional`, `optionalKey`), records, unions and tagged unions,
+ * literals and enums, template literals, strings, numbers, bigints, booleans, arrays, tuples
+ * (optional elements, rest), brands, `suspend` (down to `maxDepth`), classes and other
+ * Declarations with a codec link (Option, Redacted, DateTime, …), Date, URL, Uint8Array,
+ * ReadonlyMap and ReadonlySet. A Declaration with none needs `withArbitrary`.
+ *
+ * What filters cost: a check without generation hints (`isMultipleOf`, `makeFilter`, …) runs on
+ * generated candidates and each one it rejects is generated again, so a check that rarely passes
+ * slows every run, and one that fails `maxFilterAttempts` times in a row stops it with an
+ * `ArbitraryError` naming the path. Shrinking skips candidates the filter rejects. Give such a
+ * schema its generator with `withArbitrary`.
+ *
  * @example
  * ```ts
  * fc.assert(fc.property(Arbitraries.arbitrary(NoteInput), (note) => note.title.length >= 1))
