@@ -26,7 +26,7 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Endpoint from "./Endpoint.ts"
 import * as Outbox from "./Outbox.ts"
-import * as Retry from "./Retry.ts"
+import * as Store from "./internal/store.ts"
 
 /**
  * Options of the SQLite store.
@@ -55,47 +55,6 @@ const identifier = /^[A-Za-z_][A-Za-z0-9_]{0,40}$/
 
 const storeError = (cause: unknown) => new Outbox.StoreError({ cause })
 
-interface EndpointRow {
-  readonly id: string
-  readonly url: string
-  readonly event_types: string
-  readonly keys: string
-  readonly enabled: number
-  readonly disabled_reason: string | null
-  readonly rate_limit: number | null
-  readonly concurrency: number
-  readonly metadata: string
-  readonly created_at: number
-  readonly updated_at: number
-  readonly failing_since: number | null
-  readonly last_success_at: number | null
-}
-
-interface DeliveryRow {
-  readonly message_id: string
-  readonly endpoint_id: string
-  readonly event_type: string
-  readonly state: Outbox.DeliveryState
-  readonly attempts: number
-  readonly next_at: number
-  readonly last_status: number | null
-  readonly last_error: string | null
-  readonly created_at: number
-  readonly updated_at: number
-}
-
-interface AttemptRow {
-  readonly message_id: string
-  readonly endpoint_id: string
-  readonly attempt: number
-  readonly started_at: number
-  readonly duration_ms: number
-  readonly status: number | null
-  readonly response_body: string
-  readonly error: string | null
-  readonly result: Outbox.Attempt["result"]
-}
-
 interface LeasedRow {
   readonly message_id: string
   readonly endpoint_id: string
@@ -103,50 +62,6 @@ interface LeasedRow {
   readonly attempts: number
   readonly manual: number
 }
-
-/** @internal Reads an endpoint row (both stores use the same columns). */
-export const decodeEndpoint = (row: EndpointRow): Endpoint.Endpoint => ({
-  id: row.id,
-  url: row.url,
-  eventTypes: JSON.parse(row.event_types) as ReadonlyArray<string>,
-  keys: Endpoint.decodeKeys(row.keys),
-  enabled: Number(row.enabled) === 1 || row.enabled === (true as unknown),
-  disabledReason: row.disabled_reason as Endpoint.DisabledReason | null,
-  rateLimit: row.rate_limit === null ? null : Number(row.rate_limit),
-  concurrency: Number(row.concurrency),
-  metadata: JSON.parse(row.metadata) as Readonly<Record<string, string>>,
-  createdAt: Number(row.created_at),
-  updatedAt: Number(row.updated_at),
-  failingSince: row.failing_since === null ? null : Number(row.failing_since),
-  lastSuccessAt: row.last_success_at === null ? null : Number(row.last_success_at)
-})
-
-/** @internal */
-export const decodeDelivery = (row: DeliveryRow): Outbox.Delivery => ({
-  messageId: row.message_id,
-  endpointId: row.endpoint_id,
-  eventType: row.event_type,
-  state: row.state,
-  attempts: Number(row.attempts),
-  nextAt: row.state === "pending" ? Number(row.next_at) : null,
-  lastStatus: row.last_status === null ? null : Number(row.last_status),
-  lastError: row.last_error,
-  createdAt: Number(row.created_at),
-  updatedAt: Number(row.updated_at)
-})
-
-/** @internal */
-export const decodeAttempt = (row: AttemptRow): Outbox.Attempt => ({
-  messageId: row.message_id,
-  endpointId: row.endpoint_id,
-  attempt: Number(row.attempt),
-  startedAt: Number(row.started_at),
-  durationMs: Number(row.duration_ms),
-  status: row.status === null ? null : Number(row.status),
-  responseBody: row.response_body,
-  error: row.error,
-  result: row.result
-})
 
 interface SendJob {
   readonly messages: ReadonlyArray<Outbox.Outgoing>
@@ -301,7 +216,8 @@ export const make = (
           ),
           updateEndpoint: db.prepare(
             `UPDATE ${t("endpoints")} SET url = ?, event_types = ?, keys = ?, enabled = ?, disabled_reason = ?,
-               rate_limit = ?, concurrency = ?, metadata = ?, updated_at = ?, failing_since = ?, last_success_at = ?
+               rate_limit = ?, concurrency = ?, metadata = ?, created_at = ?, updated_at = ?, failing_since = ?,
+               last_success_at = ?
              WHERE id = ?`
           ),
           removeAttempts: db.prepare(`DELETE FROM ${t("attempts")} WHERE endpoint_id = ?`),
@@ -317,6 +233,9 @@ export const make = (
              RETURNING message_id, endpoint_id, lease_seq, attempts, manual`
           ),
           payload: db.prepare(`SELECT event_type, payload FROM ${t("messages")} WHERE id = ?`),
+          leaseOf: db.prepare(
+            `SELECT lease_seq, state FROM ${t("deliveries")} WHERE message_id = ? AND endpoint_id = ?`
+          ),
           health: db.prepare(
             `SELECT enabled, failing_since, last_success_at FROM ${t("endpoints")} WHERE id = ?`
           ),
@@ -358,8 +277,21 @@ export const make = (
       catch: storeError
     })
 
+    // With `synchronous = FULL`, only writes that must survive power loss pay for an fsync: messages,
+    // endpoints, repairs. Lease and attempt bookkeeping commit without one (WAL, NORMAL): losing the
+    // last of those to a power cut only means an attempt is made again, which at-least-once allows;
+    // the next durable commit syncs them anyway.
+    const tunable = options.database === undefined && (options.synchronous ?? "FULL") === "FULL"
+    let synchronous: "FULL" | "NORMAL" = "FULL"
+    const setSynchronous = (durable: boolean) => {
+      const wanted = durable ? "FULL" : "NORMAL"
+      if (tunable && wanted !== synchronous) {
+        db.exec(`PRAGMA synchronous = ${wanted}`)
+        synchronous = wanted
+      }
+    }
     // Runs `f` atomically: its own IMMEDIATE transaction, or a savepoint inside the application's.
-    const transaction = <A>(f: () => A): A => {
+    const transaction = <A>(durable: boolean, f: () => A): A => {
       if (db.isTransaction) {
         db.exec(`SAVEPOINT strata_outbox`)
         try {
@@ -372,6 +304,7 @@ export const make = (
           throw error
         }
       }
+      setSynchronous(durable)
       db.exec("BEGIN IMMEDIATE")
       try {
         const result = f()
@@ -384,8 +317,8 @@ export const make = (
     }
     const attempt = <A>(f: () => A): Effect.Effect<A, Outbox.StoreError> =>
       Effect.try({ try: f, catch: storeError })
-    const atomically = <A>(f: (now: number) => A): Effect.Effect<A, Outbox.StoreError> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => attempt(() => transaction(() => f(now))))
+    const atomically = <A>(f: (now: number) => A, durable = true): Effect.Effect<A, Outbox.StoreError> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => attempt(() => transaction(durable, () => f(now))))
 
     const events = yield* PubSub.sliding<Outbox.Event>(options.eventCapacity ?? 4096)
     const changes = Outbox.makeSignal()
@@ -412,7 +345,7 @@ export const make = (
     const insertOne = (
       message: Outbox.Outgoing,
       now: number,
-      list: ReadonlyArray<{ id: string; eventTypes: ReadonlyArray<string> }>
+      list: ReadonlyArray<Store.Subscriber>
     ): Outbox.Sent => {
       const key = message.idempotencyKey ?? null
       if (key !== null) {
@@ -426,13 +359,9 @@ export const make = (
       const id = message.id ?? Endpoint.makeId("msg")
       const inserted = statements.insertMessage.run(id, message.eventType, message.payload, key, now)
       if (Number(inserted.changes) === 0) return { id, deliveries: 0, duplicate: true }
-      let deliveries = 0
-      for (const endpoint of list) {
-        if (!Endpoint.subscribes(endpoint.eventTypes, message.eventType)) continue
-        statements.insertDelivery.run(id, endpoint.id, now, now, now)
-        deliveries++
-      }
-      return { id, deliveries, duplicate: false }
+      const subscribed = Store.subscribedTo(list, message.eventType)
+      for (const endpointId of subscribed) statements.insertDelivery.run(id, endpointId, now, now, now)
+      return { id, deliveries: subscribed.length, duplicate: false }
     }
     const insertAll = (messages: ReadonlyArray<Outbox.Outgoing>, now: number) => {
       const list = subscribers()
@@ -445,13 +374,13 @@ export const make = (
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.sync(() => {
           try {
-            const results = transaction(() => batch.map((job) => insertAll(job.messages, now)))
+            const results = transaction(true, () => batch.map((job) => insertAll(job.messages, now)))
             batch.forEach((job, i) => Deferred.doneUnsafe(job.done, Effect.succeed(results[i]!)))
           } catch {
             // One bad message must not fail the others: write each job on its own.
             for (const job of batch) {
               try {
-                const result = transaction(() => insertAll(job.messages, now))
+                const result = transaction(true, () => insertAll(job.messages, now))
                 Deferred.doneUnsafe(job.done, Effect.succeed(result))
               } catch (error) {
                 Deferred.doneUnsafe(job.done, Effect.fail(storeError(error)))
@@ -487,8 +416,8 @@ export const make = (
       })
 
     const readEndpoint = (id: string) => {
-      const row = statements.endpoint.get(id) as EndpointRow | undefined
-      return row === undefined ? undefined : decodeEndpoint(row)
+      const row = statements.endpoint.get(id) as Store.EndpointRow | undefined
+      return row === undefined ? undefined : Store.decodeEndpoint(row)
     }
 
     const disable = (endpointId: string, reason: Endpoint.DisabledReason, now: number): boolean => {
@@ -532,44 +461,33 @@ export const make = (
              ORDER BY d.updated_at DESC, d.message_id DESC LIMIT ?`
           )
           .all(...params) as Array<unknown>
-        return rows.map((row) => decodeDelivery(row as DeliveryRow))
+        return rows.map((row) => Store.decodeDelivery(row as Store.DeliveryRow))
       })
 
     const complete = (completions: ReadonlyArray<Outbox.Completion>, disableAfter: number) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        attempt(() => {
-          const published: Array<Outbox.Event> = []
-          const applied = transaction(() => {
-            const endpoints = new Map<string, { enabled: boolean; health: Retry.Health; dirty: boolean }>()
-            const endpointOf = (id: string) => {
-              let entry = endpoints.get(id)
-              if (entry === undefined) {
-                const row = statements.health.get(id) as
-                  | { enabled: number; failing_since: number | null; last_success_at: number | null }
-                  | undefined
-                entry = {
-                  enabled: row !== undefined && Number(row.enabled) === 1,
-                  health: {
-                    failingSince: row?.failing_since == null ? null : Number(row.failing_since),
-                    lastSuccessAt: row?.last_success_at == null ? null : Number(row.last_success_at)
-                  },
-                  dirty: false
-                }
-                endpoints.set(id, entry)
-              }
-              return entry
+        attempt(() =>
+          transaction(false, () => {
+            const endpoints = new Map<string, Store.EndpointState>()
+            for (const { lease } of completions) {
+              if (endpoints.has(lease.endpointId)) continue
+              const row = statements.health.get(lease.endpointId) as
+                { enabled: number; failing_since: number | null; last_success_at: number | null } | undefined
+              if (row === undefined) continue
+              endpoints.set(lease.endpointId, {
+                enabled: Number(row.enabled) === 1,
+                health: { failingSince: row.failing_since, lastSuccessAt: row.last_success_at }
+              })
             }
-            const order = completions
-              .map((_, i) => i)
-              .toSorted((a, b) => completions[a]!.endedAt - completions[b]!.endedAt)
-            const results: Array<boolean> = completions.map(() => false)
-            for (const i of order) {
-              const c = completions[i]!
+            const current = completions.map(({ lease }) => {
+              const row = statements.leaseOf.get(lease.messageId, lease.endpointId) as
+                { lease_seq: number; state: string } | undefined
+              return row !== undefined && row.state === "pending" && Number(row.lease_seq) === lease.leaseSeq
+            })
+            const plan = Store.planCompletions(completions, current, endpoints, disableAfter)
+            for (const { completion: c, nextAt, result, state } of plan.applied) {
               const { lease } = c
-              const endpoint = endpointOf(lease.endpointId)
-              const state = Outbox.nextState(c.next, endpoint.enabled)
-              const nextAt = c.next._tag === "Retry" ? c.next.at : c.endedAt
-              const changed = statements.complete.run(
+              statements.complete.run(
                 state,
                 nextAt,
                 lease.attempt,
@@ -580,8 +498,6 @@ export const make = (
                 lease.endpointId,
                 lease.leaseSeq
               )
-              if (Number(changed.changes) === 0) continue
-              results[i] = true
               statements.insertAttempt.run(
                 lease.messageId,
                 lease.endpointId,
@@ -591,39 +507,20 @@ export const make = (
                 c.status,
                 c.responseBody,
                 c.error,
-                Outbox.attemptResult(state)
+                result
               )
-              if (state === "failed")
-                published.push({
-                  _tag: "DeliveryFailed",
-                  messageId: lease.messageId,
-                  endpointId: lease.endpointId,
-                  at: c.endedAt
-                })
-              const folded = Retry.health(disableAfter, endpoint.health, { ok: c.ok, at: c.endedAt })
-              endpoint.health = folded.health
-              endpoint.dirty = true
-              const reason = c.next._tag === "Disable" ? "gone" : folded.disable ? "failing" : undefined
-              if (reason !== undefined && endpoint.enabled && disable(lease.endpointId, reason, now)) {
-                endpoint.enabled = false
-                published.push({
-                  _tag: "EndpointDisabled",
-                  endpointId: lease.endpointId,
-                  reason,
-                  at: c.endedAt
-                })
-              }
             }
-            for (const [id, entry] of endpoints) {
-              if (entry.dirty)
-                statements.writeHealth.run(entry.health.failingSince, entry.health.lastSuccessAt, id)
+            for (const [id, health] of plan.health) {
+              statements.writeHealth.run(health.failingSince, health.lastSuccessAt, id)
             }
-            return results
+            for (const { endpointId, reason } of plan.disable) disable(endpointId, reason, now)
+            const applied = completions.map(() => false)
+            for (const { index } of plan.applied) applied[index] = true
+            return { applied, events: plan.events }
           })
-          return { applied, published }
-        })
+        )
       ).pipe(
-        Effect.tap(({ published }) =>
+        Effect.tap(({ events: published }) =>
           published.length === 0 ? Effect.void : PubSub.publishAll(events, published)
         ),
         Effect.map(({ applied }) => applied)
@@ -634,30 +531,14 @@ export const make = (
       sendAll,
       message: (id) =>
         attempt(() => {
-          const row = statements.message.get(id) as
-            | {
-                id: string
-                event_type: string
-                payload: string
-                idempotency_key: string | null
-                created_at: number
-              }
-            | undefined
-          return row === undefined
-            ? Option.none()
-            : Option.some({
-                id: row.id,
-                eventType: row.event_type,
-                payload: row.payload,
-                idempotencyKey: row.idempotency_key,
-                createdAt: Number(row.created_at)
-              })
+          const row = statements.message.get(id) as Store.MessageRow | undefined
+          return row === undefined ? Option.none() : Option.some(Store.decodeMessage(row))
         }),
       deliveries,
       attempts: (key) =>
         attempt(() =>
           (statements.attempts.all(key.messageId, key.endpointId) as Array<unknown>).map((row) =>
-            decodeAttempt(row as AttemptRow)
+            Store.decodeAttempt(row as Store.AttemptRow)
           )
         ),
       retry: (key) =>
@@ -684,21 +565,7 @@ export const make = (
         insert: (endpoint) =>
           Effect.tap(
             atomically(() => {
-              const inserted = statements.insertEndpoint.run(
-                endpoint.id,
-                endpoint.url,
-                JSON.stringify(endpoint.eventTypes),
-                Endpoint.encodeKeys(endpoint.keys),
-                endpoint.enabled ? 1 : 0,
-                endpoint.disabledReason,
-                endpoint.rateLimit,
-                endpoint.concurrency,
-                JSON.stringify(endpoint.metadata),
-                endpoint.createdAt,
-                endpoint.updatedAt,
-                endpoint.failingSince,
-                endpoint.lastSuccessAt
-              )
+              const inserted = statements.insertEndpoint.run(endpoint.id, ...Store.endpointColumns(endpoint))
               if (Number(inserted.changes) === 0) return false
               statements.bumpRevision.run()
               return true
@@ -707,7 +574,9 @@ export const make = (
           ),
         get: (id) => attempt(() => Option.fromNullishOr(readEndpoint(id))),
         list: attempt(() =>
-          (statements.endpoints.all() as Array<unknown>).map((row) => decodeEndpoint(row as EndpointRow))
+          (statements.endpoints.all() as Array<unknown>).map((row) =>
+            Store.decodeEndpoint(row as Store.EndpointRow)
+          )
         ),
         update: (id, f) =>
           Effect.tap(
@@ -715,20 +584,7 @@ export const make = (
               const current = readEndpoint(id)
               if (current === undefined) return Option.none()
               const next = f(current, now)
-              statements.updateEndpoint.run(
-                next.url,
-                JSON.stringify(next.eventTypes),
-                Endpoint.encodeKeys(next.keys),
-                next.enabled ? 1 : 0,
-                next.disabledReason,
-                next.rateLimit,
-                next.concurrency,
-                JSON.stringify(next.metadata),
-                next.updatedAt,
-                next.failingSince,
-                next.lastSuccessAt,
-                id
-              )
+              statements.updateEndpoint.run(...Store.endpointColumns(next), id)
               statements.bumpRevision.run()
               if (current.enabled && !next.enabled) statements.disableDeliveries.run(now, id)
               return Option.some(next)
@@ -778,7 +634,7 @@ export const make = (
             }
           }
           return leased
-        }),
+        }, false),
       complete: (completions, { disableAfter }) =>
         completions.length === 0 ? Effect.succeed([]) : complete(completions, disableAfter),
       release: (leases) =>
@@ -788,14 +644,14 @@ export const make = (
               atomically((now) => {
                 for (const lease of leases)
                   statements.release.run(now, lease.messageId, lease.endpointId, lease.leaseSeq)
-              }),
+              }, false),
               () => Effect.sync(changes.signal)
             ),
       nextDue: attempt(() => {
         const row = statements.nextDue.get() as { due: number | null } | undefined
         return row?.due == null ? Option.none() : Option.some(Number(row.due))
       }),
-      sweep: atomically((now) => Number(statements.sweep.run(now).changes)),
+      sweep: atomically((now) => Number(statements.sweep.run(now).changes), false),
       changed: changes.wait
     })
   })

@@ -1,0 +1,224 @@
+/**
+ * What the SQLite and Postgres outbox stores share: the row shapes and their decoding, and the plan
+ * that turns a batch of completions into delivery updates, endpoint health and disables, so both
+ * stores apply the same rules.
+ *
+ * @internal
+ */
+import * as Endpoint from "../Endpoint.ts"
+import * as Outbox from "../Outbox.ts"
+import * as Retry from "../Retry.ts"
+
+/** @internal Columns are the same in both stores; numbers may come back as bigint (Postgres int8). */
+type Num = number | bigint
+
+/** @internal */
+export interface EndpointRow {
+  readonly id: string
+  readonly url: string
+  readonly event_types: string
+  readonly keys: string
+  readonly enabled: Num
+  readonly disabled_reason: string | null
+  readonly rate_limit: number | null
+  readonly concurrency: Num
+  readonly metadata: string
+  readonly created_at: Num
+  readonly updated_at: Num
+  readonly failing_since: Num | null
+  readonly last_success_at: Num | null
+}
+
+/** @internal */
+export interface DeliveryRow {
+  readonly message_id: string
+  readonly endpoint_id: string
+  readonly event_type: string
+  readonly state: Outbox.DeliveryState
+  readonly attempts: Num
+  readonly next_at: Num
+  readonly last_status: Num | null
+  readonly last_error: string | null
+  readonly created_at: Num
+  readonly updated_at: Num
+}
+
+/** @internal */
+export interface AttemptRow {
+  readonly message_id: string
+  readonly endpoint_id: string
+  readonly attempt: Num
+  readonly started_at: Num
+  readonly duration_ms: Num
+  readonly status: Num | null
+  readonly response_body: string
+  readonly error: string | null
+  readonly result: Outbox.Attempt["result"]
+}
+
+/** @internal */
+export interface MessageRow {
+  readonly id: string
+  readonly event_type: string
+  readonly payload: string
+  readonly idempotency_key: string | null
+  readonly created_at: Num
+}
+
+const orNull = (value: Num | null | undefined): number | null =>
+  value === null || value === undefined ? null : Number(value)
+
+/** @internal */
+export const decodeEndpoint = (row: EndpointRow): Endpoint.Endpoint => ({
+  id: row.id,
+  url: row.url,
+  eventTypes: JSON.parse(row.event_types) as ReadonlyArray<string>,
+  keys: Endpoint.decodeKeys(row.keys),
+  enabled: Number(row.enabled) === 1,
+  disabledReason: row.disabled_reason as Endpoint.DisabledReason | null,
+  rateLimit: orNull(row.rate_limit),
+  concurrency: Number(row.concurrency),
+  metadata: JSON.parse(row.metadata) as Readonly<Record<string, string>>,
+  createdAt: Number(row.created_at),
+  updatedAt: Number(row.updated_at),
+  failingSince: orNull(row.failing_since),
+  lastSuccessAt: orNull(row.last_success_at)
+})
+
+/** @internal The columns of an endpoint write, in the order both stores' statements take them. */
+export const endpointColumns = (endpoint: Endpoint.Endpoint) =>
+  [
+    endpoint.url,
+    JSON.stringify(endpoint.eventTypes),
+    Endpoint.encodeKeys(endpoint.keys),
+    endpoint.enabled ? 1 : 0,
+    endpoint.disabledReason,
+    endpoint.rateLimit,
+    endpoint.concurrency,
+    JSON.stringify(endpoint.metadata),
+    endpoint.createdAt,
+    endpoint.updatedAt,
+    endpoint.failingSince,
+    endpoint.lastSuccessAt
+  ] as const
+
+/** @internal */
+export const decodeDelivery = (row: DeliveryRow): Outbox.Delivery => ({
+  messageId: row.message_id,
+  endpointId: row.endpoint_id,
+  eventType: row.event_type,
+  state: row.state,
+  attempts: Number(row.attempts),
+  nextAt: row.state === "pending" ? Number(row.next_at) : null,
+  lastStatus: orNull(row.last_status),
+  lastError: row.last_error,
+  createdAt: Number(row.created_at),
+  updatedAt: Number(row.updated_at)
+})
+
+/** @internal */
+export const decodeAttempt = (row: AttemptRow): Outbox.Attempt => ({
+  messageId: row.message_id,
+  endpointId: row.endpoint_id,
+  attempt: Number(row.attempt),
+  startedAt: Number(row.started_at),
+  durationMs: Number(row.duration_ms),
+  status: orNull(row.status),
+  responseBody: row.response_body,
+  error: row.error,
+  result: row.result
+})
+
+/** @internal */
+export const decodeMessage = (row: MessageRow): Outbox.Message => ({
+  id: row.id,
+  eventType: row.event_type,
+  payload: row.payload,
+  idempotencyKey: row.idempotency_key,
+  createdAt: Number(row.created_at)
+})
+
+/** @internal An endpoint's state as `complete` needs it. */
+export interface EndpointState {
+  enabled: boolean
+  health: Retry.Health
+}
+
+/** @internal One completion that applies, with what it does to its delivery. */
+export interface AppliedCompletion {
+  readonly completion: Outbox.Completion
+  readonly index: number
+  readonly state: Outbox.DeliveryState
+  readonly nextAt: number
+  readonly result: Outbox.Attempt["result"]
+}
+
+/** @internal What a batch of completions does, computed before anything is written. */
+export interface Plan {
+  readonly applied: ReadonlyArray<AppliedCompletion>
+  /** The endpoints whose health changed, with their new health. */
+  readonly health: ReadonlyMap<string, Retry.Health>
+  readonly disable: ReadonlyArray<{ readonly endpointId: string; readonly reason: Endpoint.DisabledReason }>
+  readonly events: ReadonlyArray<Outbox.Event>
+}
+
+/**
+ * @internal Plans a batch: `current[i]` says whether completion `i` still holds its delivery's lease
+ * (the others are stale and change nothing). Completions are folded in the order they ended, so a
+ * 410 or the end of a failure run disables the endpoint for the completions after it: their
+ * retries become `disabled` instead.
+ */
+export const planCompletions = (
+  completions: ReadonlyArray<Outbox.Completion>,
+  current: ReadonlyArray<boolean>,
+  endpoints: ReadonlyMap<string, EndpointState>,
+  disableAfter: number
+): Plan => {
+  const states = new Map<string, EndpointState>()
+  for (const [id, state] of endpoints) states.set(id, { enabled: state.enabled, health: state.health })
+  const applied: Array<AppliedCompletion> = []
+  const health = new Map<string, Retry.Health>()
+  const disable: Array<{ endpointId: string; reason: Endpoint.DisabledReason }> = []
+  const events: Array<Outbox.Event> = []
+  const order = completions
+    .map((_, i) => i)
+    .filter((i) => current[i] === true)
+    .toSorted((a, b) => completions[a]!.endedAt - completions[b]!.endedAt)
+  for (const index of order) {
+    const completion = completions[index]!
+    const { lease } = completion
+    const endpoint = states.get(lease.endpointId) ?? { enabled: false, health: Retry.initialHealth }
+    states.set(lease.endpointId, endpoint)
+    const state = Outbox.nextState(completion.next, endpoint.enabled)
+    const nextAt = completion.next._tag === "Retry" ? completion.next.at : completion.endedAt
+    applied.push({ completion, index, state, nextAt, result: Outbox.attemptResult(state) })
+    if (state === "failed") {
+      events.push({
+        _tag: "DeliveryFailed",
+        messageId: lease.messageId,
+        endpointId: lease.endpointId,
+        at: completion.endedAt
+      })
+    }
+    const folded = Retry.health(disableAfter, endpoint.health, { ok: completion.ok, at: completion.endedAt })
+    endpoint.health = folded.health
+    health.set(lease.endpointId, folded.health)
+    const reason = completion.next._tag === "Disable" ? "gone" : folded.disable ? "failing" : undefined
+    if (reason !== undefined && endpoint.enabled) {
+      endpoint.enabled = false
+      disable.push({ endpointId: lease.endpointId, reason })
+      events.push({ _tag: "EndpointDisabled", endpointId: lease.endpointId, reason, at: completion.endedAt })
+    }
+  }
+  return { applied, health, disable, events }
+}
+
+/** @internal A subscribers list, reloaded when the endpoint revision moves. */
+export interface Subscriber {
+  readonly id: string
+  readonly eventTypes: ReadonlyArray<string>
+}
+
+/** @internal The endpoint ids subscribed to a type. */
+export const subscribedTo = (subscribers: ReadonlyArray<Subscriber>, eventType: string): Array<string> =>
+  subscribers.flatMap((s) => (Endpoint.subscribes(s.eventTypes, eventType) ? [s.id] : []))
