@@ -47,7 +47,11 @@ export interface Options {
   readonly batchSize?: number | undefined
   /** The longest wait between polls of the store when idle; default 1 second. */
   readonly pollInterval?: Duration.Input | undefined
-  /** How long a lease lasts; default three request timeouts (queueing, the request, a margin). */
+  /**
+   * How long a lease lasts; default two request timeouts and 30 seconds (time queued behind the
+   * endpoint's limits, the request, a margin). Must exceed the timeout by more than a second: an
+   * attempt only starts while it can end before its lease does.
+   */
   readonly leaseDuration?: Duration.Input | undefined
   /** How long shutdown waits for attempts in flight; default one request timeout. */
   readonly shutdownTimeout?: Duration.Input | undefined
@@ -112,6 +116,9 @@ interface Item {
 
 const defaultUserAgent = "Strata-Webhooks/0.1"
 
+// An attempt starts only if it would end this long before its lease does.
+const leaseMargin = 1000
+
 /** @internal Reads at most `limit` bytes of a body as UTF-8, cut on a character boundary. */
 export const readBody = (
   response: HttpClientResponse.HttpClientResponse,
@@ -162,7 +169,16 @@ export const make = (
     const policy = options.policy ?? Retry.defaultPolicy
     const timeoutMillis = Duration.toMillis(policy.timeout)
     const disableAfter = Duration.toMillis(policy.disableAfter)
-    const leaseMillis = Duration.toMillis(options.leaseDuration ?? Duration.millis(3 * timeoutMillis))
+    const leaseMillis = Duration.toMillis(
+      options.leaseDuration ?? Duration.millis(2 * timeoutMillis + 30_000)
+    )
+    if (!(leaseMillis > timeoutMillis + leaseMargin)) {
+      return yield* Effect.die(
+        new Error(
+          `Dispatcher: leaseDuration (${leaseMillis} ms) must exceed the timeout by more than ${leaseMargin} ms`
+        )
+      )
+    }
     const batchSize = Math.max(1, options.batchSize ?? 256)
     const pollInterval = Duration.toMillis(options.pollInterval ?? "1 second")
     const shutdownTimeout = options.shutdownTimeout ?? policy.timeout
@@ -320,7 +336,7 @@ export const make = (
             if (!runner.endpoint.enabled) return yield* release([item.lease])
             const startedAt = yield* Clock.currentTimeMillis
             // The request must end before the lease does, or another worker could attempt it too.
-            if (startedAt + timeoutMillis + 1000 > lease.leaseUntil) return yield* release([lease])
+            if (startedAt + timeoutMillis + leaseMargin > lease.leaseUntil) return yield* release([lease])
             item.inFlight = true
             const endpoint = runner.endpoint
             const { body, outcome } = yield* post(endpoint, lease, startedAt)
@@ -497,10 +513,16 @@ export const layer = (
 
 const keyOf = (lease: Outbox.Lease) => `${lease.messageId}\u0000${lease.endpointId}`
 
+// The error and its causes (an HttpClientError wraps the socket's error, which says what happened:
+// ECONNREFUSED, a TLS failure, the SSRF guard's refusal), cut to a size worth keeping per attempt.
 const errorMessage = (error: unknown): string => {
-  const text =
-    typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"
-      ? error.message
-      : String(error)
+  const parts: Array<string> = []
+  for (let e: unknown = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const message =
+      typeof e === "object" && "message" in e && typeof e.message === "string" ? e.message : String(e)
+    if (message !== "" && !parts.includes(message)) parts.push(message)
+    e = typeof e === "object" && "cause" in e ? e.cause : undefined
+  }
+  const text = parts.join(": ")
   return text.length > 1000 ? `${text.slice(0, 1000)}…` : text
 }
