@@ -7,7 +7,6 @@ import { App, HttpError, Middleware, Route, Router } from "@strata/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as HttpEffect from "effect/http/HttpEffect"
 import * as HttpRouter from "effect/http/HttpRouter"
@@ -51,52 +50,8 @@ export const auth = Middleware.make({
     })
 })
 
-export const RoomId = Schema.String.pipe(Schema.brand("RoomId"))
-export type RoomId = typeof RoomId.Type
-export const roomId = (id: string): RoomId => id as RoomId
-
-export const ClientMessage = Schema.Union([
-  Schema.TaggedStruct("Say", { room: RoomId, text: Schema.String }),
-  Schema.TaggedStruct("Echo", { text: Schema.String }),
-  Schema.TaggedStruct("Whoami", {}),
-  Schema.TaggedStruct("Shout", { text: Schema.String }),
-  Schema.TaggedStruct("Flood", { count: Schema.Number }),
-  Schema.TaggedStruct("Kick", {}),
-  Schema.TaggedStruct("Crash", {}),
-  Schema.TaggedStruct("Wait", { ms: Schema.Number })
-])
-
-export const ServerMessage = Schema.Union([
-  Schema.TaggedStruct("Echoed", { text: Schema.String }),
-  Schema.TaggedStruct("You", { id: Schema.String, name: Schema.String }),
-  Schema.TaggedStruct("Notice", { text: Schema.String }),
-  Schema.TaggedStruct("Tick", { n: Schema.Number })
-])
-
-export const NoSuchRoom = Schema.TaggedStruct("NoSuchRoom", { room: Schema.String })
-
-export const chat = Channel.make({
-  name: "chat",
-  client: ClientMessage,
-  server: ServerMessage,
-  topics: {
-    room: {
-      key: RoomId,
-      payload: Schema.Struct({ from: Schema.String, text: Schema.String }),
-      presence: Schema.Struct({ name: Schema.String }),
-      history: 5
-    }
-  },
-  requests: {
-    history: {
-      request: Schema.Struct({ room: RoomId }),
-      response: Schema.Array(Schema.String),
-      error: NoSuchRoom
-    },
-    slow: { request: Schema.Struct({ ms: Schema.Number }), response: Schema.Number },
-    count: { request: Schema.Struct({}), response: Schema.Number }
-  }
-})
+export { chat, ClientMessage, NoSuchRoom, RoomId, roomId, ServerMessage } from "./chat.ts"
+import { chat } from "./chat.ts"
 
 /** How often `count` ran, per test (to check duplicate request ids run once). */
 export const counter = { value: 0 }
