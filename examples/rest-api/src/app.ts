@@ -31,7 +31,8 @@ class NoteNotFound extends HttpError.Class("NoteNotFound", { status: 404, messag
   readonly id: string
 }> {}
 
-const NoteInput = Schema.Struct({
+/** The body `POST /api/notes` decodes. */
+export const NoteInput = Schema.Struct({
   title: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200)),
   body: Schema.String.check(Schema.isMaxLength(10_000))
 })

@@ -13,15 +13,9 @@ import { RateLimit, Router, Session } from "@strata/core"
 import * as Arbitraries from "@strata/core/Arbitraries"
 import * as Property from "@strata/core/Property"
 import * as Testing from "@strata/core/Testing"
-import { app } from "../src/app.ts"
+import { app, NoteInput } from "../src/app.ts"
 import * as Notes from "../src/Notes.ts"
 import * as Users from "../src/Users.ts"
-
-/** The body `POST /api/notes` decodes (the app keeps its own copy private). */
-const NoteInput = Schema.Struct({
-  title: Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(200)),
-  body: Schema.String.check(Schema.isMaxLength(10_000))
-})
 
 const Note = Schema.Struct({
   id: Schema.String,
