@@ -181,9 +181,9 @@ const violation = (build: () => Array<Buffer>, expected: number) =>
   Effect.gen(function* () {
     const code = yield* withPeer(async (peer) => {
       for (const data of build()) peer.write(data)
-      const code = await closeFrame(peer)
+      const received = await closeFrame(peer)
       await peer.ended
-      return code
+      return received
     })
     expect(code).toBe(expected)
     yield* stillServes
