@@ -78,7 +78,9 @@ export const headers = (options: Options = {}): Readonly<Record<string, string>>
     ],
     ["x-content-type-options", pick(options.contentTypeOptions, "nosniff")],
     ["x-frame-options", pick(options.frameOptions, "SAMEORIGIN")],
-    ["referrer-policy", pick(options.referrerPolicy, "no-referrer")],
+    // Not "no-referrer": with it, browsers send `Origin: null` on same-origin form posts, which an
+    // Origin-based CSRF check must refuse. This default still sends nothing but the origin across sites.
+    ["referrer-policy", pick(options.referrerPolicy, "strict-origin-when-cross-origin")],
     ["cross-origin-opener-policy", pick(options.crossOriginOpenerPolicy, "same-origin")],
     ["cross-origin-resource-policy", pick(options.crossOriginResourcePolicy, "same-origin")],
     ["origin-agent-cluster", pick(options.originAgentCluster, "?1")],

@@ -294,3 +294,10 @@ describe("Cookies", () => {
     expect((await malformed.json()).signed).toBeNull()
   })
 })
+
+describe("SecurityHeaders and CSRF together", () => {
+  it("default Referrer-Policy lets browsers send the real Origin on same-origin form posts", () => {
+    // With `no-referrer` browsers send `Origin: null` on form posts, which the CSRF origin check refuses.
+    expect(SecurityHeaders.headers()["referrer-policy"]).toBe("strict-origin-when-cross-origin")
+  })
+})
