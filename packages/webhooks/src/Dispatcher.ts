@@ -59,6 +59,16 @@ export interface Options {
   readonly sweepInterval?: Duration.Input | undefined
   /** The `user-agent` of every request; default `Strata-Webhooks/0.1`. */
   readonly userAgent?: string | undefined
+  /**
+   * How long a finished attempt may wait to be recorded with others in one transaction; default 5
+   * milliseconds. 0 records each batch as soon as it is taken.
+   */
+  readonly recordDelay?: Duration.Input | undefined
+  /**
+   * Keep the Effect HTTP client's span per request; default false. Measured here, a span per request
+   * costs about 40 µs of CPU — a fifth of a delivery — so turn it on when traces are exported.
+   */
+  readonly spans?: boolean | undefined
 }
 
 /**
@@ -118,13 +128,28 @@ const defaultUserAgent = "Strata-Webhooks/0.1"
 
 // An attempt starts only if it would end this long before its lease does.
 const leaseMargin = 1000
+const maxRecordBatch = 1024
 
-/** @internal Reads at most `limit` bytes of a body as UTF-8, cut on a character boundary. */
+/**
+ * @internal Reads at most `limit` bytes of a body as UTF-8, cut on a character boundary. A body
+ * whose declared length fits is read whole (the common, cheap case); any other is streamed and the
+ * rest of it discarded.
+ */
 export const readBody = (
   response: HttpClientResponse.HttpClientResponse,
   limit: number
-): Effect.Effect<string> =>
-  Effect.suspend(() => {
+): Effect.Effect<string> => {
+  // Read whole when it is known to be small: no body (204, 304) or a declared length that fits. (The
+  // stream path aborts the request's signal when done, which costs a DOMException per request.)
+  const declared = response.headers["content-length"]
+  if (
+    response.status === 204 ||
+    response.status === 304 ||
+    (declared !== undefined && /^[0-9]{1,10}$/.test(declared) && Number(declared) <= limit)
+  ) {
+    return Effect.orElseSucceed(response.text, () => "")
+  }
+  return Effect.suspend(() => {
     const decoder = new TextDecoder("utf-8")
     let text = ""
     let size = 0
@@ -142,6 +167,7 @@ export const readBody = (
       Effect.orElseSucceed(() => text)
     )
   })
+}
 
 /**
  * How many leases an endpoint may hold at once: two rounds of its concurrency, or, when rate-limited,
@@ -184,6 +210,8 @@ export const make = (
     const shutdownTimeout = options.shutdownTimeout ?? policy.timeout
     const sweepInterval = options.sweepInterval ?? "10 seconds"
     const userAgent = options.userAgent ?? defaultUserAgent
+    const recordDelay = Duration.toMillis(options.recordDelay ?? "5 millis")
+    const spans = options.spans ?? false
     const owner = options.owner ?? Endpoint.makeId("dsp")
 
     // Never follow a redirect, whatever the client: fetch-based clients are told so; the others
@@ -195,7 +223,8 @@ export const make = (
           ...Option.getOrElse(requestInit, () => ({})),
           redirect: "manual"
         }),
-        Effect.provideService(HttpClient.TracerPropagationEnabled, false)
+        Effect.provideService(HttpClient.TracerPropagationEnabled, false),
+        (self) => (spans ? self : Effect.provideService(self, HttpClient.TracerDisabledWhen, () => true))
       )
 
     const counters = {
@@ -296,8 +325,7 @@ export const make = (
             outcome: { _tag: "TransportError" as const, message: errorMessage(error) },
             body: ""
           })
-        ),
-        withClientSettings
+        )
       )
     }
 
@@ -313,16 +341,18 @@ export const make = (
       )
 
     const waitForRate = (runner: Runner) =>
-      runner.gate.withPermits(1)(
-        Effect.gen(function* () {
-          const rate = runner.endpoint.rateLimit
-          if (rate === null) return
-          const now = yield* Clock.currentTimeMillis
-          if (runner.nextStart > now) yield* Effect.sleep(Math.ceil(runner.nextStart - now))
-          // From the time the start actually happens, so a late wake-up cannot bunch two starts.
-          runner.nextStart = (yield* Clock.currentTimeMillis) + 1000 / rate
-        })
-      )
+      runner.endpoint.rateLimit === null
+        ? Effect.void
+        : runner.gate.withPermits(1)(
+            Effect.gen(function* () {
+              const rate = runner.endpoint.rateLimit
+              if (rate === null) return
+              const now = yield* Clock.currentTimeMillis
+              if (runner.nextStart > now) yield* Effect.sleep(Math.ceil(runner.nextStart - now))
+              // From the time the start actually happens, so a late wake-up cannot bunch two starts.
+              runner.nextStart = (yield* Clock.currentTimeMillis) + 1000 / rate
+            })
+          )
 
     const runItem = (runner: Runner, item: Item): Effect.Effect<void> =>
       runner.permits
@@ -451,7 +481,17 @@ export const make = (
         Effect.ignore({ log: "Warn", message: "Dispatcher: recording attempts failed; they will be retried" })
       )
 
-    const complete = Effect.forever(Effect.flatMap(Queue.takeBetween(completions, 1, 1024), flush))
+    // Attempts are recorded in batches: the first completion waits `recordDelay` for others to join
+    // it, so a busy dispatcher writes one transaction per many attempts rather than one each.
+    const complete = Effect.forever(
+      Effect.gen(function* () {
+        const first = yield* Queue.takeBetween(completions, 1, maxRecordBatch)
+        if (first.length >= maxRecordBatch || recordDelay === 0) return yield* flush(first)
+        yield* Effect.sleep(recordDelay)
+        const more = yield* Queue.takeBetween(completions, 0, maxRecordBatch - first.length)
+        return yield* flush(more.length === 0 ? first : [...first, ...more])
+      })
+    )
 
     const sweep = Effect.forever(
       Effect.andThen(
@@ -460,7 +500,8 @@ export const make = (
       )
     )
 
-    const pollFiber = yield* Effect.forkDetach(poll)
+    // Attempts are forked from the poller and inherit its client settings.
+    const pollFiber = yield* Effect.forkDetach(withClientSettings(poll))
     const completeFiber = yield* Effect.forkDetach(complete)
     const sweepFiber = yield* Effect.forkDetach(sweep)
 

@@ -213,9 +213,13 @@ const isSigningKey = (key: Signature.Secret | SigningKey): key is SigningKey => 
 
 const idSyntax = /^[A-Za-z0-9_-]{1,64}$/
 
-/** @internal A new random id with a type prefix (`ep_…`, `msg_…`). */
+/**
+ * @internal A new id with a type prefix (`ep_…`, `msg_…`): the creation time (milliseconds, 9 base-36
+ * digits, so ids sort by time) and 16 random characters (96 bits). Time-ordered ids keep the stores'
+ * B-trees appending instead of splitting pages all over, which is much of the cost of a busy outbox.
+ */
 export const makeId = (prefix: string): string =>
-  `${prefix}_${randomBytes(16).toString("base64url").slice(0, 21)}`
+  `${prefix}_${Date.now().toString(36).padStart(9, "0")}${randomBytes(12).toString("base64url")}`
 
 const invalid = (reason: string) => Effect.fail(new InvalidEndpoint({ reason }))
 

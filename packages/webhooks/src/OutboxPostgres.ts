@@ -21,6 +21,8 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Endpoint from "./Endpoint.ts"
 import * as Store from "./internal/store.ts"
 import * as Outbox from "./Outbox.ts"
@@ -68,6 +70,21 @@ export const layer = (
   options: Options = {}
 ): Layer.Layer<Outbox.Store | Endpoint.Endpoints, Outbox.StoreError, SqlClient.SqlClient> =>
   Endpoint.layer.pipe(Layer.provideMerge(Layer.effect(Outbox.Store)(make(options))))
+
+/**
+ * The store with its own connection pool (`@effect/sql-pg`).
+ *
+ * @example
+ * ```ts
+ * const Store = OutboxPostgres.layerPool({ url: Redacted.make(process.env.DATABASE_URL!) })
+ * ```
+ * @category layers
+ */
+export const layerPool = (
+  config: PgClient.PgPoolConfig,
+  options: Options = {}
+): Layer.Layer<Outbox.Store | Endpoint.Endpoints, Outbox.StoreError | SqlError> =>
+  layer(options).pipe(Layer.provide(PgClient.layer(config)))
 
 /**
  * Makes the store in the current scope.

@@ -61,6 +61,8 @@ interface LeasedRow {
   readonly lease_seq: number
   readonly attempts: number
   readonly manual: number
+  readonly event_type: string
+  readonly payload: string
 }
 
 interface SendJob {
@@ -230,9 +232,10 @@ export const make = (
                SELECT rowid FROM ${t("deliveries")}
                WHERE endpoint_id = ?3 AND state = 'pending' AND next_at <= ?4
                ORDER BY next_at LIMIT ?5)
-             RETURNING message_id, endpoint_id, lease_seq, attempts, manual`
+             RETURNING message_id, endpoint_id, lease_seq, attempts, manual,
+               (SELECT event_type FROM ${t("messages")} m WHERE m.id = message_id) AS event_type,
+               (SELECT payload FROM ${t("messages")} m WHERE m.id = message_id) AS payload`
           ),
-          payload: db.prepare(`SELECT event_type, payload FROM ${t("messages")} WHERE id = ?`),
           leaseOf: db.prepare(
             `SELECT lease_seq, state FROM ${t("deliveries")} WHERE message_id = ? AND endpoint_id = ?`
           ),
@@ -479,37 +482,58 @@ export const make = (
                 health: { failingSince: row.failing_since, lastSuccessAt: row.last_success_at }
               })
             }
-            const current = completions.map(({ lease }) => {
-              const row = statements.leaseOf.get(lease.messageId, lease.endpointId) as
-                { lease_seq: number; state: string } | undefined
-              return row !== undefined && row.state === "pending" && Number(row.lease_seq) === lease.leaseSeq
-            })
-            const plan = Store.planCompletions(completions, current, endpoints, disableAfter)
-            for (const { completion: c, nextAt, result, state } of plan.applied) {
-              const { lease } = c
-              statements.complete.run(
-                state,
-                nextAt,
-                lease.attempt,
-                c.status,
-                c.error,
-                c.endedAt,
-                lease.messageId,
-                lease.endpointId,
-                lease.leaseSeq
-              )
-              statements.insertAttempt.run(
-                lease.messageId,
-                lease.endpointId,
-                lease.attempt,
-                c.startedAt,
-                Math.max(0, c.endedAt - c.startedAt),
-                c.status,
-                c.responseBody,
-                c.error,
-                result
-              )
+            // Optimistically every completion still holds its lease (a lost lease is rare): apply the
+            // plan under a savepoint, and only if some update finds its lease gone, undo it, read which
+            // ones hold, and plan again.
+            const apply = (plan: Store.Plan): boolean => {
+              for (const { completion: c, nextAt, result, state } of plan.applied) {
+                const { lease } = c
+                const changed = statements.complete.run(
+                  state,
+                  nextAt,
+                  lease.attempt,
+                  c.status,
+                  c.error,
+                  c.endedAt,
+                  lease.messageId,
+                  lease.endpointId,
+                  lease.leaseSeq
+                )
+                if (Number(changed.changes) === 0) return false
+                statements.insertAttempt.run(
+                  lease.messageId,
+                  lease.endpointId,
+                  lease.attempt,
+                  c.startedAt,
+                  Math.max(0, c.endedAt - c.startedAt),
+                  c.status,
+                  c.responseBody,
+                  c.error,
+                  result
+                )
+              }
+              return true
             }
+            db.exec("SAVEPOINT strata_complete")
+            let plan = Store.planCompletions(
+              completions,
+              completions.map(() => true),
+              endpoints,
+              disableAfter
+            )
+            if (!apply(plan)) {
+              db.exec("ROLLBACK TO strata_complete")
+              const current = completions.map(({ lease }) => {
+                const row = statements.leaseOf.get(lease.messageId, lease.endpointId) as
+                  { lease_seq: number; state: string } | undefined
+                return (
+                  row !== undefined && row.state === "pending" && Number(row.lease_seq) === lease.leaseSeq
+                )
+              })
+              plan = Store.planCompletions(completions, current, endpoints, disableAfter)
+              if (!apply(plan)) throw new Error("OutboxSqlite: a lease changed inside a transaction")
+            }
+            db.exec("RELEASE strata_complete")
             for (const [id, health] of plan.health) {
               statements.writeHealth.run(health.failingSince, health.lastSuccessAt, id)
             }
@@ -616,16 +640,12 @@ export const make = (
             const rows = statements.lease.all(until, request.owner, endpointId, now, room) as Array<unknown>
             for (const raw of rows) {
               const row = raw as LeasedRow
-              const message = statements.payload.get(row.message_id) as {
-                event_type: string
-                payload: string
-              }
               const attempts = Number(row.attempts)
               leased.push({
                 messageId: row.message_id,
                 endpointId: row.endpoint_id,
-                eventType: message.event_type,
-                payload: message.payload,
+                eventType: row.event_type,
+                payload: row.payload,
                 leaseSeq: Number(row.lease_seq),
                 leaseUntil: until,
                 attempt: attempts + 1,
