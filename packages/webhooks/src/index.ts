@@ -5,6 +5,10 @@
  * @since 0.1.0
  */
 export * as Catalog from "./Catalog.ts"
+export * as Dispatcher from "./Dispatcher.ts"
+export * as Endpoint from "./Endpoint.ts"
+export * as Outbox from "./Outbox.ts"
 export * as Receiver from "./Receiver.ts"
+export * as Retry from "./Retry.ts"
 export * as Signature from "./Signature.ts"
 export * as Ssrf from "./Ssrf.ts"
