@@ -210,57 +210,103 @@ export const make = (
       return subscriberCache.list
     })
 
-    const insertOne = (message: Outbox.Outgoing, now: number, list: ReadonlyArray<Store.Subscriber>) =>
+    // A batch of messages in a handful of statements, whatever its size: idempotency keys looked up
+    // at once, messages inserted at once (a conflict on the id or the key skips the row), deliveries
+    // inserted at once.
+    const insertBatch = (messages: ReadonlyArray<Outbox.Outgoing>) =>
       Effect.gen(function* () {
-        const key = message.idempotencyKey ?? null
-        const existingByKey =
-          key === null
-            ? Effect.succeed(undefined)
-            : Effect.map(
-                query(`SELECT id, created_at FROM ${t("messages")} WHERE idempotency_key = $1`, [key]),
-                (rows) => rows[0]
-              )
-        if (key !== null) {
-          const existing = yield* existingByKey
-          if (existing !== undefined) {
-            if (Number(existing["created_at"]) > now - idempotencyWindow) {
-              return { id: existing["id"] as string, deliveries: 0, duplicate: true }
-            }
-            yield* query(`UPDATE ${t("messages")} SET idempotency_key = NULL WHERE id = $1`, [existing["id"]])
+        const now = yield* Clock.currentTimeMillis
+        const list = yield* subscribers
+        const keys = [
+          ...new Set(messages.flatMap((m) => (m.idempotencyKey == null ? [] : [m.idempotencyKey])))
+        ]
+        const byKey = (keyList: ReadonlyArray<string>) =>
+          Effect.map(
+            query(
+              `SELECT id, idempotency_key, created_at FROM ${t("messages")}
+               WHERE idempotency_key IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+              [JSON.stringify(keyList)]
+            ),
+            (rows) => new Map(rows.map((row) => [row["idempotency_key"] as string, row]))
+          )
+        const fresh = new Map<string, string>()
+        if (keys.length > 0) {
+          const expired: Array<string> = []
+          for (const [key, row] of yield* byKey(keys)) {
+            if (Number(row["created_at"]) > now - idempotencyWindow) fresh.set(key, row["id"] as string)
+            else expired.push(row["id"] as string)
+          }
+          if (expired.length > 0) {
+            yield* query(
+              `UPDATE ${t("messages")} SET idempotency_key = NULL
+               WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+              [JSON.stringify(expired)]
+            )
           }
         }
-        const id = message.id ?? Endpoint.makeId("msg")
-        const inserted = yield* query(
-          `INSERT INTO ${t("messages")} (id, event_type, payload, idempotency_key, created_at)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id`,
-          [id, message.eventType, message.payload, key, now]
+        const planned = messages.map((message) => {
+          const key = message.idempotencyKey ?? null
+          const duplicateOf = key === null ? undefined : fresh.get(key)
+          return { message, key, duplicateOf, id: duplicateOf ?? message.id ?? Endpoint.makeId("msg") }
+        })
+        const rows = planned.filter((p) => p.duplicateOf === undefined)
+        const inserted =
+          rows.length === 0
+            ? new Set<string>()
+            : new Set(
+                (yield* query(
+                  `INSERT INTO ${t("messages")} (id, event_type, payload, idempotency_key, created_at)
+                   SELECT id, event_type, payload, idempotency_key, $2
+                   FROM jsonb_to_recordset($1::jsonb) AS x(id text, event_type text, payload text, idempotency_key text)
+                   ON CONFLICT DO NOTHING RETURNING id`,
+                  [
+                    JSON.stringify(
+                      rows.map((p) => ({
+                        id: p.id,
+                        event_type: p.message.eventType,
+                        payload: p.message.payload,
+                        idempotency_key: p.key
+                      }))
+                    ),
+                    now
+                  ]
+                )).map((row) => row["id"] as string)
+              )
+        // Lost a race (to a concurrent send, or to an earlier message of this batch) on a key: the
+        // winner's id is the answer.
+        const lost = planned.filter(
+          (p) => p.duplicateOf === undefined && !inserted.has(p.id) && p.key !== null
         )
-        if (inserted.length === 0) {
-          // A concurrent send with the same key (or id) won.
-          const winner = yield* existingByKey
-          return { id: (winner?.["id"] as string | undefined) ?? id, deliveries: 0, duplicate: true }
-        }
-        const subscribed = Store.subscribedTo(list, message.eventType)
-        if (subscribed.length > 0) {
+        const winners = lost.length === 0 ? new Map<string, Row>() : yield* byKey(lost.map((p) => p.key!))
+        const deliveries: Array<{ message_id: string; endpoint_id: string }> = []
+        const sent = planned.map((p): Outbox.Sent => {
+          if (p.duplicateOf !== undefined) return { id: p.duplicateOf, deliveries: 0, duplicate: true }
+          if (!inserted.has(p.id)) {
+            const winner = p.key === null ? undefined : winners.get(p.key)
+            return { id: (winner?.["id"] as string | undefined) ?? p.id, deliveries: 0, duplicate: true }
+          }
+          const subscribed = Store.subscribedTo(list, p.message.eventType)
+          for (const endpointId of subscribed) deliveries.push({ message_id: p.id, endpoint_id: endpointId })
+          return { id: p.id, deliveries: subscribed.length, duplicate: false }
+        })
+        if (deliveries.length > 0) {
           yield* query(
             `INSERT INTO ${t("deliveries")} (message_id, endpoint_id, state, next_at, created_at, updated_at)
-             SELECT $1, e, 'pending', $2, $2, $2 FROM jsonb_array_elements_text($3::jsonb) AS e`,
-            [id, now, JSON.stringify(subscribed)]
+             SELECT message_id, endpoint_id, 'pending', $2, $2, $2
+             FROM jsonb_to_recordset($1::jsonb) AS x(message_id text, endpoint_id text)`,
+            [JSON.stringify(deliveries), now]
           )
         }
-        return { id, deliveries: subscribed.length, duplicate: false }
+        yield* signalAfterCommit
+        return sent
       })
 
+    const write = (messages: ReadonlyArray<Outbox.Outgoing>) => transaction(insertBatch(messages))
+    const submit = yield* Store.groupCommit(write)
+    // Inside the application's transaction (a savepoint of it), or group-committed with others.
     const sendAll = (messages: ReadonlyArray<Outbox.Outgoing>) =>
-      transaction(
-        Effect.gen(function* () {
-          const now = yield* Clock.currentTimeMillis
-          const list = yield* subscribers
-          const sent: Array<Outbox.Sent> = []
-          for (const message of messages) sent.push(yield* insertOne(message, now, list))
-          yield* signalAfterCommit
-          return sent
-        })
+      Effect.flatMap(Effect.serviceOption(sql.transactionService), (open) =>
+        Option.isSome(open) ? write(messages) : submit(messages)
       )
 
     const readEndpoint = (id: string, lock: boolean) =>

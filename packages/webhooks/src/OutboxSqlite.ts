@@ -16,13 +16,11 @@
  */
 import { DatabaseSync, type SQLInputValue } from "node:sqlite"
 import * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Endpoint from "./Endpoint.ts"
 import * as Outbox from "./Outbox.ts"
@@ -63,11 +61,6 @@ interface LeasedRow {
   readonly manual: number
   readonly event_type: string
   readonly payload: string
-}
-
-interface SendJob {
-  readonly messages: ReadonlyArray<Outbox.Outgoing>
-  readonly done: Deferred.Deferred<ReadonlyArray<Outbox.Sent>, Outbox.StoreError>
 }
 
 /**
@@ -371,51 +364,20 @@ export const make = (
       return messages.map((message) => insertOne(message, now, list))
     }
 
-    // Group commit: the writer takes every send waiting and writes them in one transaction.
-    const jobs = yield* Queue.unbounded<SendJob>()
-    const writeBatch = (batch: ReadonlyArray<SendJob>) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.sync(() => {
-          try {
-            const results = transaction(true, () => batch.map((job) => insertAll(job.messages, now)))
-            batch.forEach((job, i) => Deferred.doneUnsafe(job.done, Effect.succeed(results[i]!)))
-          } catch {
-            // One bad message must not fail the others: write each job on its own.
-            for (const job of batch) {
-              try {
-                const result = transaction(true, () => insertAll(job.messages, now))
-                Deferred.doneUnsafe(job.done, Effect.succeed(result))
-              } catch (error) {
-                Deferred.doneUnsafe(job.done, Effect.fail(storeError(error)))
-              }
-            }
-          }
-          changes.signal()
-        })
+    const write = (messages: ReadonlyArray<Outbox.Outgoing>) =>
+      Effect.tap(
+        atomically((now) => insertAll(messages, now)),
+        () => Effect.sync(changes.signal)
       )
-    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.takeAll(jobs), writeBatch)))
-    yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Queue.clear(jobs), (left) =>
-        Effect.sync(() => {
-          for (const job of left)
-            Deferred.doneUnsafe(job.done, Effect.fail(storeError(new Error("the outbox store is closed"))))
-        })
-      )
-    )
+    const submit = yield* Store.groupCommit(write)
 
     const sendAll = (
       messages: ReadonlyArray<Outbox.Outgoing>
     ): Effect.Effect<ReadonlyArray<Outbox.Sent>, Outbox.StoreError> =>
       Effect.suspend(() => {
-        // Inside the application's transaction: write now, as part of it.
-        if (db.isTransaction) {
-          return Effect.tap(
-            atomically((now) => insertAll(messages, now)),
-            () => Effect.sync(changes.signal)
-          )
-        }
-        const done = Deferred.makeUnsafe<ReadonlyArray<Outbox.Sent>, Outbox.StoreError>()
-        return Effect.andThen(Queue.offer(jobs, { messages, done }), Deferred.await(done))
+        // Inside the application's transaction: write now, as part of it (a savepoint).
+        if (db.isTransaction) return write(messages)
+        return submit(messages)
       })
 
     const readEndpoint = (id: string) => {

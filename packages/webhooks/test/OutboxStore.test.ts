@@ -4,6 +4,7 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { randomUUID } from "node:crypto"
+import { DatabaseSync } from "node:sqlite"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -484,6 +485,31 @@ const contract = (name: string, makeLayer: () => StoreLayer) => {
 
 contract("SQLite", () => OutboxSqlite.layer({ filename: ":memory:" }))
 
+describe("SQLite transactional outbox", () => {
+  it.effect("a send inside the application's transaction commits and rolls back with it", () =>
+    Effect.gen(function* () {
+      const db = new DatabaseSync(":memory:")
+      db.exec("CREATE TABLE orders (id TEXT PRIMARY KEY)")
+      yield* Effect.gen(function* () {
+        yield* create({ url: "http://a.test/" })
+        db.exec("BEGIN")
+        db.prepare("INSERT INTO orders VALUES (?)").run("o1")
+        const rolledBack = yield* send("order.created")
+        db.exec("ROLLBACK")
+        db.exec("BEGIN")
+        db.prepare("INSERT INTO orders VALUES (?)").run("o2")
+        const committed = yield* send("order.created")
+        db.exec("COMMIT")
+        const store = yield* Outbox.Store
+        expect(Option.isNone(yield* store.message(rolledBack.id))).toBe(true)
+        expect(Option.isSome(yield* store.message(committed.id))).toBe(true)
+        expect((yield* Outbox.deliveries({})).map((d) => d.messageId)).toEqual([committed.id])
+      }).pipe(Effect.provide(OutboxSqlite.layer({ database: db })))
+      db.close()
+    })
+  )
+})
+
 // ---------------------------------------------------------------------------------------------------
 // Postgres
 // ---------------------------------------------------------------------------------------------------
@@ -526,6 +552,37 @@ const pgStore = (): StoreLayer =>
   )
 
   contract("Postgres", pgStore)
+
+  it.effect("a send inside the application's sql.withTransaction commits and rolls back with it", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const orders = `"${runPrefix}orders"`
+      yield* sql.unsafe(`CREATE TABLE ${orders} (id text PRIMARY KEY)`)
+      yield* create({ url: "http://a.test/" })
+      let rolledBack = ""
+      const failed = yield* Effect.exit(
+        sql.withTransaction(
+          Effect.gen(function* () {
+            yield* sql.unsafe(`INSERT INTO ${orders} VALUES ('o1')`)
+            rolledBack = (yield* send("order.created")).id
+            return yield* Effect.fail("payment declined")
+          })
+        )
+      )
+      expect(Exit.isFailure(failed)).toBe(true)
+      const committed = yield* sql.withTransaction(
+        Effect.andThen(sql.unsafe(`INSERT INTO ${orders} VALUES ('o2')`), send("order.created"))
+      )
+      const store = yield* Outbox.Store
+      expect(Option.isNone(yield* store.message(rolledBack))).toBe(true)
+      expect(Option.isSome(yield* store.message(committed.id))).toBe(true)
+      expect((yield* Outbox.deliveries({})).map((d) => d.messageId)).toEqual([committed.id])
+    }).pipe(
+      Effect.provide(
+        OutboxPostgres.layer({ tablePrefix: `${runPrefix}tx_` }).pipe(Layer.provideMerge(pgLayer()))
+      )
+    )
+  )
 
   it.live(
     "two dispatchers on one database: each delivery leased to one worker at a time, delivered exactly once",

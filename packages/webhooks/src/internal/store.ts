@@ -5,6 +5,11 @@
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import * as Endpoint from "../Endpoint.ts"
 import * as Outbox from "../Outbox.ts"
 import * as Retry from "../Retry.ts"
@@ -222,3 +227,69 @@ export interface Subscriber {
 /** @internal The endpoint ids subscribed to a type. */
 export const subscribedTo = (subscribers: ReadonlyArray<Subscriber>, eventType: string): Array<string> =>
   subscribers.flatMap((s) => (Endpoint.subscribes(s.eventTypes, eventType) ? [s.id] : []))
+
+interface Job<I, O> {
+  readonly inputs: ReadonlyArray<I>
+  readonly done: Deferred.Deferred<ReadonlyArray<O>, Outbox.StoreError>
+}
+
+/**
+ * @internal Group commit: every submission waiting when the writer comes round is written by one
+ * `write` (one transaction), so a busy application pays one commit (one fsync) per batch, not per
+ * message. `write` returns one output per input, in order. When a batch fails, each submission is
+ * written again on its own, so one bad message fails only its own caller. Submissions left when the
+ * scope closes fail.
+ */
+export const groupCommit = <I, O>(
+  write: (inputs: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, Outbox.StoreError>
+): Effect.Effect<
+  (inputs: ReadonlyArray<I>) => Effect.Effect<ReadonlyArray<O>, Outbox.StoreError>,
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const jobs = yield* Queue.unbounded<Job<I, O>>()
+    const settle = (job: Job<I, O>, exit: Exit.Exit<ReadonlyArray<O>, Outbox.StoreError>) =>
+      Deferred.doneUnsafe(job.done, exit)
+    const writeBatch = (batch: ReadonlyArray<Job<I, O>>) =>
+      Effect.flatMap(
+        Effect.exit(write(batch.length === 1 ? batch[0]!.inputs : batch.flatMap((job) => job.inputs))),
+        (exit) => {
+          if (Exit.isSuccess(exit) || batch.length === 1) {
+            let offset = 0
+            for (const job of batch) {
+              const size = job.inputs.length
+              settle(
+                job,
+                Exit.map(exit, (outputs) => outputs.slice(offset, offset + size))
+              )
+              offset += size
+            }
+            return Effect.void
+          }
+          return Effect.forEach(
+            batch,
+            (job) => Effect.map(Effect.exit(write(job.inputs)), (one) => settle(job, one)),
+            {
+              discard: true
+            }
+          )
+        }
+      )
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.takeAll(jobs), writeBatch)))
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Queue.clear(jobs), (left) =>
+        Effect.sync(() => {
+          const closed = Exit.fail(new Outbox.StoreError({ cause: new Error("the outbox store is closed") }))
+          for (const job of left) settle(job, closed)
+        })
+      )
+    )
+    return (inputs) =>
+      inputs.length === 0
+        ? Effect.succeed([])
+        : Effect.suspend(() => {
+            const done = Deferred.makeUnsafe<ReadonlyArray<O>, Outbox.StoreError>()
+            return Effect.andThen(Queue.offer(jobs, { inputs, done }), Deferred.await(done))
+          })
+  })
