@@ -194,17 +194,18 @@ const utc = (
 
 /**
  * Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime form) to epoch milliseconds, or `undefined`.
+ * `now` places an RFC 850 two-digit year: more than 50 years ahead of it is the century before.
  *
  * @category parsing
  */
-export const parseHttpDate = (text: string): number | undefined => {
+export const parseHttpDate = (text: string, now: number = Date.now()): number | undefined => {
   let m = imfFixdate.exec(text)
   if (m !== null) return utc(Number(m[3]), m[2]!, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6]))
   m = rfc850.exec(text)
   if (m !== null) {
     // RFC 9110: a two-digit year more than 50 years in the future is in the past century.
     const yy = Number(m[3])
-    const thisYear = new Date().getUTCFullYear()
+    const thisYear = new Date(now).getUTCFullYear()
     let year = Math.floor(thisYear / 100) * 100 + yy
     if (year > thisYear + 50) year -= 100
     return utc(year, m[2]!, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6]))
@@ -228,7 +229,7 @@ export const parseRetryAfter = (value: string | undefined, now: number): number 
   if (value === undefined) return undefined
   const text = value.trim()
   if (delaySeconds.test(text)) return Number(text) * 1000
-  const date = parseHttpDate(text)
+  const date = parseHttpDate(text, now)
   return date === undefined ? undefined : Math.max(0, date - now)
 }
 

@@ -69,6 +69,31 @@ const envelope = (policy: Retry.Policy, base: number) => {
   return [Math.min(cap, base * (1 - policy.jitter)), Math.min(cap, base * (1 + policy.jitter))] as const
 }
 
+// Retry-After in every form a server may send.
+const imf = (millis: number) => new Date(millis).toUTCString()
+const days = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+const rfc850 = (millis: number) => {
+  const d = new Date(millis)
+  const [, dd, mon, yyyy, time] = imf(millis).split(" ")
+  return `${days[d.getUTCDay()]}, ${dd}-${mon}-${yyyy!.slice(2)} ${time} GMT`
+}
+const asctime = (millis: number) => {
+  const [dow, dd, mon, yyyy, time] = imf(millis).replace(",", "").split(" ")
+  return `${dow} ${mon} ${String(Number(dd)).padStart(2, " ")} ${time} ${yyyy}`
+}
+// Whole seconds from a whole-second now, so a date and its seconds agree exactly; within 40
+// years so the RFC 850 two-digit year reads back as the same century.
+const wholeNow = fc.integer({ min: 1_000_000_000, max: 2_000_000_000 }).map((s) => s * 1000)
+const asked = fc.integer({ min: 0, max: 3 * 24 * 3600 })
+const format = fc
+  .constantFrom<ReadonlyArray<"seconds" | "imf" | "rfc850" | "asctime">>([
+    "seconds",
+    "imf",
+    "rfc850",
+    "asctime"
+  ])
+  .chain((formats) => fc.constantFrom(...formats))
+
 describe("Retry", () => {
   it("attempts ≤ 1 + schedule length", () =>
     effectProperty(
@@ -177,125 +202,98 @@ describe("Retry", () => {
         })
     ))
 
-  describe("Retry-After clamping for seconds, HTTP-date and garbage", () => {
-    const imf = (millis: number) => new Date(millis).toUTCString()
-    const days = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-    const rfc850 = (millis: number) => {
-      const d = new Date(millis)
-      const [, dd, mon, yyyy, time] = imf(millis).split(" ")
-      return `${days[d.getUTCDay()]}, ${dd}-${mon}-${yyyy!.slice(2)} ${time} GMT`
-    }
-    const asctime = (millis: number) => {
-      const [dow, dd, mon, yyyy, time] = imf(millis).replace(",", "").split(" ")
-      return `${dow} ${mon} ${String(Number(dd)).padStart(2, " ")} ${time} ${yyyy}`
-    }
-    // Whole seconds from a whole-second now, so a date and its seconds agree exactly; within 40
-    // years so the RFC 850 two-digit year reads back as the same century.
-    const wholeNow = fc.integer({ min: 1_000_000_000, max: 2_000_000_000 }).map((s) => s * 1000)
-    const asked = fc.integer({ min: 0, max: 3 * 24 * 3600 })
-    const format = fc
-      .constantFrom<ReadonlyArray<"seconds" | "imf" | "rfc850" | "asctime">>([
-        "seconds",
-        "imf",
-        "rfc850",
-        "asctime"
-      ])
-      .chain((formats) => fc.constantFrom(...formats))
-
-    it("seconds and all three HTTP-date forms are clamped into [base, 2·base], then jittered", () =>
-      effectProperty(
-        [
-          withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))),
-          fc.constantFrom(429, 502, 503, 504),
-          asked,
-          format,
-          random,
-          wholeNow
-        ],
-        ([policy, attempt], status, seconds, form, r, at) =>
-          Effect.sync(() => {
-            const target = at + seconds * 1000
-            const retryAfter =
-              form === "seconds"
-                ? String(seconds)
-                : form === "imf"
-                  ? imf(target)
-                  : form === "rfc850"
-                    ? rfc850(target)
-                    : asctime(target)
-            expect(Retry.parseRetryAfter(retryAfter, at)).toBe(seconds * 1000)
-            const base = Math.max(ms(policy.schedule[attempt - 1]!), ms(policy.overloadFloor))
-            const clamped = Math.min(Math.max(seconds * 1000, base), 2 * base)
-            const decision = Retry.decide(policy, {
-              attempt,
-              outcome: { _tag: "Response", status, retryAfter },
-              random: r,
-              now: at
-            })
-            if (decision._tag !== "Retry") throw new Error(`expected a retry, got ${decision._tag}`)
-            const [low, high] = envelope(policy, clamped)
-            expect(decision.delay).toBeGreaterThanOrEqual(low)
-            expect(decision.delay).toBeLessThanOrEqual(high)
+  it("Retry-After clamping for seconds, HTTP-date and garbage", async () => {
+    // Seconds and all three HTTP-date forms are clamped into [base, 2·base], then jittered.
+    await effectProperty(
+      [
+        withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))),
+        fc.constantFrom(429, 502, 503, 504),
+        asked,
+        format,
+        random,
+        wholeNow
+      ],
+      ([policy, attempt], status, seconds, form, r, at) =>
+        Effect.sync(() => {
+          const target = at + seconds * 1000
+          const retryAfter =
+            form === "seconds"
+              ? String(seconds)
+              : form === "imf"
+                ? imf(target)
+                : form === "rfc850"
+                  ? rfc850(target)
+                  : asctime(target)
+          expect(Retry.parseRetryAfter(retryAfter, at)).toBe(seconds * 1000)
+          const base = Math.max(ms(policy.schedule[attempt - 1]!), ms(policy.overloadFloor))
+          const clamped = Math.min(Math.max(seconds * 1000, base), 2 * base)
+          const decision = Retry.decide(policy, {
+            attempt,
+            outcome: { _tag: "Response", status, retryAfter },
+            random: r,
+            now: at
           })
-      ))
-
-    it("garbage is ignored: the delay is the floored base's", () =>
-      effectProperty(
-        [
-          withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))),
-          fc
-            .oneof(
-              fc.string(),
-              fc.constantFrom(
-                "-5",
-                "1.5",
-                "1e3",
-                " ",
-                "",
-                "Tomorrow",
-                "Sun, 06 Nov 1994 08:49:37 PST",
-                "Sun, 31 Feb 2021 08:49:37 GMT",
-                "Sun, 06 Nov 1994 25:49:37 GMT",
-                "0x10",
-                "١٢٣"
-              )
+          if (decision._tag !== "Retry") throw new Error(`expected a retry, got ${decision._tag}`)
+          const [low, high] = envelope(policy, clamped)
+          expect(decision.delay).toBeGreaterThanOrEqual(low)
+          expect(decision.delay).toBeLessThanOrEqual(high)
+        })
+    )
+    // Garbage is ignored: the delay is the floored base's.
+    await effectProperty(
+      [
+        withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))),
+        fc
+          .oneof(
+            fc.string(),
+            fc.constantFrom(
+              "-5",
+              "1.5",
+              "1e3",
+              " ",
+              "",
+              "Tomorrow",
+              "Sun, 06 Nov 1994 08:49:37 PST",
+              "Sun, 31 Feb 2021 08:49:37 GMT",
+              "Sun, 06 Nov 1994 25:49:37 GMT",
+              "0x10",
+              "١٢٣"
             )
-            .filter((s) => !/^\s*[0-9]{1,12}\s*$/.test(s) && Retry.parseHttpDate(s.trim()) === undefined),
-          random,
-          wholeNow
-        ],
-        ([policy, attempt], garbage, r, at) =>
-          Effect.sync(() => {
-            expect(Retry.parseRetryAfter(garbage, at)).toBeUndefined()
-            const base = Math.max(ms(policy.schedule[attempt - 1]!), ms(policy.overloadFloor))
-            const decision = Retry.decide(policy, {
-              attempt,
-              outcome: { _tag: "Response", status: 429, retryAfter: garbage },
-              random: r,
-              now: at
-            })
-            const plain = Retry.decide(policy, {
-              attempt,
-              outcome: { _tag: "Response", status: 429 },
-              random: r,
-              now: at
-            })
-            expect(decision).toEqual(plain)
-            if (decision._tag !== "Retry") throw new Error(`expected a retry, got ${decision._tag}`)
-            const [low, high] = envelope(policy, base)
-            expect(decision.delay).toBeGreaterThanOrEqual(low)
-            expect(decision.delay).toBeLessThanOrEqual(high)
+          )
+          .filter((s) => !/^\s*[0-9]{1,12}\s*$/.test(s) && Retry.parseHttpDate(s.trim()) === undefined),
+        random,
+        wholeNow
+      ],
+      ([policy, attempt], garbage, r, at) =>
+        Effect.sync(() => {
+          expect(Retry.parseRetryAfter(garbage, at)).toBeUndefined()
+          const base = Math.max(ms(policy.schedule[attempt - 1]!), ms(policy.overloadFloor))
+          const decision = Retry.decide(policy, {
+            attempt,
+            outcome: { _tag: "Response", status: 429, retryAfter: garbage },
+            random: r,
+            now: at
           })
-      ))
-
-    it("a date in the past asks for no wait, so the floored base applies", () => {
-      expect(Retry.parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", Date.UTC(2000, 0, 1))).toBe(0)
-      expect(Retry.parseRetryAfter("Sunday, 06-Nov-94 08:49:37 GMT", Date.UTC(1994, 10, 6, 8, 49, 30))).toBe(
-        7000
-      )
-      expect(Retry.parseRetryAfter("Sun Nov  6 08:49:37 1994", Date.UTC(1994, 10, 6, 8, 49, 37))).toBe(0)
-      expect(Retry.parseRetryAfter(" 120 ", 0)).toBe(120_000)
-    })
+          const plain = Retry.decide(policy, {
+            attempt,
+            outcome: { _tag: "Response", status: 429 },
+            random: r,
+            now: at
+          })
+          expect(decision).toEqual(plain)
+          if (decision._tag !== "Retry") throw new Error(`expected a retry, got ${decision._tag}`)
+          const [low, high] = envelope(policy, base)
+          expect(decision.delay).toBeGreaterThanOrEqual(low)
+          expect(decision.delay).toBeLessThanOrEqual(high)
+        })
+    )
+    // A date in the past asks for no wait, so the floored base applies.
+    expect(Retry.parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", Date.UTC(2000, 0, 1))).toBe(0)
+    expect(Retry.parseRetryAfter("Sunday, 06-Nov-94 08:49:37 GMT", Date.UTC(1994, 10, 6, 8, 49, 30))).toBe(
+      7000
+    )
+    expect(Retry.parseRetryAfter("Sun Nov  6 08:49:37 1994", Date.UTC(1994, 10, 6, 8, 49, 37))).toBe(0)
+    expect(Retry.parseRetryAfter(" 120 ", 0)).toBe(120_000)
   })
 
   it("scheduled times only move forward", () =>
