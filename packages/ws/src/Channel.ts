@@ -643,7 +643,7 @@ export const route = <C extends Any, const P extends Route.Path, const H extends
   handlers: H,
   options: RouteOptions = {}
 ): Route.Route<"GET", P, never, HandlerServices<H> | Hub.Hub> =>
-  Route.make("GET", path, serveUpgrade(channel, handlers as Handlers<Any>, options)) as any
+  Route.make("GET", path, serveUpgrade(runtimeOf(channel, handlers as Handlers<Any>, options))) as any
 
 // The socket of an upgrade request is not reused for another request: say so, or a pooling client
 // (Node's agent) would send its next request down a socket the server ends.
@@ -659,8 +659,9 @@ const refusal = (
     { status, headers: { ...headers, connection: "close" } }
   )
 
-const serveUpgrade = (channel: Any, handlers: Handlers<Any>, options: RouteOptions) =>
+const serveUpgrade = (runtime: RouteRuntime) =>
   Effect.gen(function* () {
+    const channel = runtime.channel
     const request = yield* HttpServerRequest.HttpServerRequest
     const hub = (yield* Hub.Hub).impl
     if (!hub.accepting) {
@@ -698,15 +699,15 @@ const serveUpgrade = (channel: Any, handlers: Handlers<Any>, options: RouteOptio
     const upgraded = yield* Effect.exit(
       upgrader.upgrade(request, {
         protocol: channel.protocol,
-        maxMessageSize: options.maxMessageSize ?? 64 * 1024
+        maxMessageSize: runtime.maxMessageSize
       })
     )
     if (Exit.isFailure(upgraded)) {
       yield* Effect.logWarning("WebSocket upgrade failed", upgraded.cause)
       return refusal(500, "UpgradeFailed", "The server could not complete the WebSocket handshake")
     }
-    const raw = hub.attach(upgraded.value, channel.name, options)
-    const session = new Session(channel, handlers, options, raw, context)
+    const raw = hub.attach(upgraded.value, channel.name, runtime.settings)
+    const session = new Session(runtime, raw, context)
     // The request lasts as long as the connection: the middleware's services stay valid for the
     // handlers, and the request log line is written when the connection ends.
     yield* Effect.callback<void>((resume) => {
@@ -719,85 +720,134 @@ const serveUpgrade = (channel: Any, handlers: Handlers<Any>, options: RouteOptio
 const TimedOut = Symbol.for("@strata/ws/Channel/TimedOut")
 
 /** One connection's dispatcher: frames in, handlers run, answers out. */
-class Session {
+/** What every connection of one route shares: its channel, handlers and resolved options. */
+interface RouteRuntime {
   readonly channel: Any
   readonly handlers: Handlers<Any>
-  readonly raw: Hub.Connection
-  readonly connection: TypedConnection
-  readonly run: <A, E>(effect: Effect.Effect<A, E, any>) => Fiber.Fiber<A, E>
+  readonly settings: Hub.Settings
+  readonly maxMessageSize: number
   readonly requestTimeout: Duration.Input
   readonly maxConcurrent: number
   readonly invalidPolicy: "reply" | "close"
   readonly maxInvalid: number
   readonly maxPending: number
+}
+
+const runtimeOf = (channel: Any, handlers: Handlers<Any>, options: RouteOptions): RouteRuntime => ({
+  channel,
+  handlers,
+  settings: Hub.resolveSettings(options),
+  maxMessageSize: options.maxMessageSize ?? 64 * 1024,
+  requestTimeout: options.requestTimeout ?? "30 seconds",
+  maxConcurrent: options.maxConcurrentRequests ?? 64,
+  invalidPolicy: options.invalidFrames ?? "reply",
+  maxInvalid: options.maxInvalidFrames ?? 10,
+  maxPending: options.maxPendingMessages ?? 256
+})
+
+/**
+ * One connection's dispatcher: frames in, handlers run, answers out. What it needs only once used
+ * (queues of work, request bookkeeping) is made on first use, so an idle connection stays small.
+ */
+class Session implements Hub.ConnectionHandler {
+  readonly runtime: RouteRuntime
+  readonly channel: Any
+  readonly handlers: Handlers<Any>
+  readonly raw: Hub.Connection
+  readonly connection: TypedConnection
+  readonly context: Context.Context<never>
   onEnd: (() => void) | undefined = undefined
   ended = false
   private invalid = 0
-  private inbox: Array<Effect.Effect<unknown, unknown, any>> = []
+  private inbox: Array<Effect.Effect<unknown, unknown, any>> | undefined = undefined
   private current: Fiber.Fiber<unknown, unknown> | undefined = undefined
   private pumping = false
   private paused = false
-  private readonly inflight = new Map<Protocol.RequestId, Fiber.Fiber<unknown, unknown>>()
-  private readonly seen = new Set<Protocol.RequestId>()
-  private readonly seenOrder: Array<Protocol.RequestId> = []
+  private inflight: Map<Protocol.RequestId, Fiber.Fiber<unknown, unknown>> | undefined = undefined
+  private seen: Set<Protocol.RequestId> | undefined = undefined
+  private seenOrder: Array<Protocol.RequestId> | undefined = undefined
 
-  constructor(
-    channel: Any,
-    handlers: Handlers<Any>,
-    options: RouteOptions,
-    raw: Hub.Connection,
-    context: Context.Context<never>
-  ) {
-    this.channel = channel
-    this.handlers = handlers
+  constructor(runtime: RouteRuntime, raw: Hub.Connection, context: Context.Context<never>) {
+    this.runtime = runtime
+    this.channel = runtime.channel
+    this.handlers = runtime.handlers
     this.raw = raw
-    this.connection = new TypedConnection(channel, raw)
-    this.run = Effect.runForkWith(context) as any
-    this.requestTimeout = options.requestTimeout ?? "30 seconds"
-    this.maxConcurrent = options.maxConcurrentRequests ?? 64
-    this.invalidPolicy = options.invalidFrames ?? "reply"
-    this.maxInvalid = options.maxInvalidFrames ?? 10
-    this.maxPending = options.maxPendingMessages ?? 256
-    raw.handler = {
-      message: (text) => this.onText(text),
-      binary: () => raw.close(Protocol.CloseCode.UnsupportedData, "channels carry text frames"),
-      closed: (code, reason) => this.onClosed(code, reason)
-    }
-    const onOpen = handlers.onOpen
+    this.connection = new TypedConnection(runtime.channel, raw)
+    this.context = context
+    raw.handler = this
+    const onOpen = runtime.handlers.onOpen
     if (onOpen !== undefined) this.enqueue(Effect.suspend(() => onOpen(this.connection)))
+  }
+
+  private runner: (<A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>) | undefined = undefined
+
+  run<A, E>(effect: Effect.Effect<A, E, any>): Fiber.Fiber<A, E> {
+    // Made on first use: an idle connection keeps only its context.
+    return (this.runner ??= Effect.runForkWith(this.context))(effect as Effect.Effect<A, E>)
+  }
+
+  // What the connection tells it ----------------------------------------------------------------
+
+  message(text: string): void {
+    this.onText(text)
+  }
+
+  binary(): void {
+    this.raw.close(Protocol.CloseCode.UnsupportedData, "channels carry text frames")
+  }
+
+  closed(code: number, reason: string): void {
+    this.onClosed(code, reason)
   }
 
   // Sequential work: client messages, joins and leaves run one at a time, in order. --------------
 
   private enqueue(effect: Effect.Effect<unknown, unknown, any>): void {
-    this.inbox.push(effect)
-    if (this.inbox.length >= this.maxPending && !this.paused) {
+    // Nothing running and nothing waiting: run it now, without queueing it.
+    if (
+      this.current === undefined &&
+      !this.pumping &&
+      (this.inbox === undefined || this.inbox.length === 0)
+    ) {
+      const fiber = this.run(effect)
+      const exit = fiber.pollUnsafe()
+      if (exit !== undefined) return this.report(exit)
+      this.current = fiber
+      fiber.addObserver((done) => this.resumePump(done))
+      return
+    }
+    const inbox = (this.inbox ??= [])
+    inbox.push(effect)
+    if (inbox.length >= this.runtime.maxPending && !this.paused) {
       this.paused = true
       this.raw.socket.pause()
     }
     if (this.current === undefined && !this.pumping) this.pump()
   }
 
-  private readonly resumePump = (exit: Exit.Exit<unknown, unknown>) => {
+  private resumePump(exit: Exit.Exit<unknown, unknown>): void {
     this.current = undefined
     this.report(exit)
     this.pump()
   }
 
   private pump(): void {
+    const inbox = this.inbox
+    if (inbox === undefined) return
     this.pumping = true
-    while (this.inbox.length > 0 && this.raw.state !== 2) {
-      const fiber = this.run(this.inbox.shift()!)
+    while (inbox.length > 0 && this.raw.state !== 2) {
+      const fiber = this.run(inbox.shift()!)
       const exit = fiber.pollUnsafe()
       if (exit === undefined) {
         this.current = fiber
-        fiber.addObserver(this.resumePump)
+        fiber.addObserver((done) => this.resumePump(done))
         break
       }
       this.report(exit)
     }
     this.pumping = false
-    if (this.paused && this.inbox.length < this.maxPending / 2) {
+    if (inbox.length === 0 && this.current === undefined) this.inbox = undefined
+    if (this.paused && inbox.length < this.runtime.maxPending / 2) {
       this.paused = false
       this.raw.socket.resume()
     }
@@ -848,14 +898,14 @@ class Session {
 
   private refuse(tag: "InvalidFrame" | "InvalidMessage", message: string): void {
     this.invalid++
-    if (this.invalidPolicy === "close") {
+    if (this.runtime.invalidPolicy === "close") {
       this.raw.close(
         tag === "InvalidFrame" ? Protocol.CloseCode.InvalidFrame : Protocol.CloseCode.InvalidMessage,
         Protocol.truncateReason(`${tag}: ${message}`)
       )
       return
     }
-    if (this.invalid > this.maxInvalid) {
+    if (this.invalid > this.runtime.maxInvalid) {
       this.raw.close(Protocol.CloseCode.TooManyInvalidFrames, "TooManyInvalidFrames")
       return
     }
@@ -866,10 +916,12 @@ class Session {
 
   private onRequest(id: Protocol.RequestId, name: string, data: unknown): void {
     // A request id seen before is answered once: the first answer stands.
-    if (this.seen.has(id)) return
-    this.seen.add(id)
-    this.seenOrder.push(id)
-    if (this.seenOrder.length > 1024) this.seen.delete(this.seenOrder.shift()!)
+    const seen = (this.seen ??= new Set())
+    if (seen.has(id)) return
+    seen.add(id)
+    const order = (this.seenOrder ??= [])
+    order.push(id)
+    if (order.length > 1024) seen.delete(order.shift()!)
     const codecs = this.channel.codecs.requests[name]
     const handler = (
       this.handlers.requests as
@@ -878,21 +930,26 @@ class Session {
     if (codecs === undefined || handler === undefined) {
       return this.fail(id, "UnknownRequest", `the channel has no request ${JSON.stringify(name)}`)
     }
-    if (this.inflight.size >= this.maxConcurrent) {
-      return this.fail(id, "Busy", `more than ${this.maxConcurrent} requests are running on this connection`)
+    const inflight = (this.inflight ??= new Map())
+    if (inflight.size >= this.runtime.maxConcurrent) {
+      return this.fail(
+        id,
+        "Busy",
+        `more than ${this.runtime.maxConcurrent} requests are running on this connection`
+      )
     }
     const decoded = codecs.request.decode(data)
     if (Exit.isFailure(decoded)) return this.fail(id, "InvalidRequest", issueText(decoded.cause))
     const effect = Effect.timeoutOrElse(
       Effect.suspend(() => handler(decoded.value, this.connection)),
-      { duration: this.requestTimeout, orElse: () => Effect.fail(TimedOut) }
+      { duration: this.runtime.requestTimeout, orElse: () => Effect.fail(TimedOut) }
     )
     const fiber = this.run(effect)
     const exit = fiber.pollUnsafe()
     if (exit !== undefined) return this.answer(id, codecs, exit)
-    this.inflight.set(id, fiber)
+    inflight.set(id, fiber)
     fiber.addObserver((done) => {
-      this.inflight.delete(id)
+      inflight.delete(id)
       this.answer(id, codecs, done)
     })
   }
@@ -1034,10 +1091,10 @@ class Session {
   // Lifecycle ----------------------------------------------------------------------------------
 
   private onClosed(code: number, reason: string): void {
-    this.inbox = []
+    this.inbox = undefined
     this.current?.interruptUnsafe()
-    for (const fiber of this.inflight.values()) fiber.interruptUnsafe()
-    this.inflight.clear()
+    if (this.inflight !== undefined) for (const fiber of this.inflight.values()) fiber.interruptUnsafe()
+    this.inflight = undefined
     const onClose = this.handlers.onClose
     const end = () => {
       this.ended = true

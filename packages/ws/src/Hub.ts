@@ -172,28 +172,63 @@ const CLOSED = 2
 const millis = (input: Duration.Input): number => Duration.toMillis(Duration.fromInputUnsafe(input))
 
 /**
- * One connection, as the hub runs it. Channels wrap it in their typed connection; its methods are
- * synchronous and safe to call at any time (a closed connection ignores them).
+ * A route's connection options, resolved once and shared by its connections.
  *
  * @category models
  */
-export class Connection {
+export interface Settings {
+  readonly limit: number
+  readonly highWaterMark: number
+  readonly policy: OverflowPolicy
+  readonly heartbeatInterval: number
+  readonly heartbeatTimeout: number
+  readonly idleTimeout: number
+}
+
+/**
+ * Resolves connection options with their defaults.
+ *
+ * @category constructors
+ */
+export const resolveSettings = (options: ConnectionOptions): Settings => {
+  const heartbeat =
+    options.heartbeat === false
+      ? undefined
+      : (options.heartbeat ?? { interval: "25 seconds", timeout: "20 seconds" })
+  return {
+    limit: Math.max(1, options.outbound?.limit ?? 1024),
+    highWaterMark: options.outbound?.highWaterMark ?? 64 * 1024,
+    policy: options.outbound?.policy ?? "close",
+    heartbeatInterval: heartbeat === undefined ? 0 : millis(heartbeat.interval),
+    heartbeatTimeout: heartbeat === undefined ? 0 : millis(heartbeat.timeout),
+    idleTimeout: options.idleTimeout === undefined ? 0 : millis(options.idleTimeout)
+  }
+}
+
+const noTopics: ReadonlySet<string> = new Set()
+
+/**
+ * One connection, as the hub runs it. Channels wrap it in their typed connection; its methods are
+ * synchronous and safe to call at any time (a closed connection ignores them). Idle connections are
+ * kept small: queues, waiters and topic sets exist only once used.
+ *
+ * @category models
+ */
+export class Connection implements Transport.Listener {
   readonly id: string
   readonly namespace: string
-  readonly topics = new Set<string>()
   /** @internal */ readonly hub: HubImpl
   /** @internal */ readonly socket: Transport.Socket
+  /** @internal */ readonly settings: Settings
   /** @internal */ state = OPEN
   /** @internal */ handler: ConnectionHandler | undefined = undefined
   /** @internal */ closeCode = 0
   /** @internal */ closeMessage = ""
+  private joined: Set<string> | undefined = undefined
 
   // Outbound
-  private readonly queue: Array<string | Uint8Array> = []
-  private readonly limit: number
-  private readonly highWaterMark: number
-  private readonly policy: OverflowPolicy
-  private waiters: Array<() => void> = []
+  private queue: Array<string | Uint8Array> | undefined = undefined
+  private waiters: Array<() => void> | undefined = undefined
   /** @internal */ tick = -1
   /** @internal */ corked = false
 
@@ -202,9 +237,6 @@ export class Connection {
   /** @internal */ lastActivity: number
   /** @internal */ pingSentAt = 0
   /** @internal */ closingSince = 0
-  private readonly heartbeatInterval: number
-  private readonly heartbeatTimeout: number
-  private readonly idleTimeout: number
 
   // Metrics
   /** @internal */ received = 0
@@ -213,27 +245,12 @@ export class Connection {
   private maxQueued = 0
 
   /** @internal */
-  constructor(
-    hub: HubImpl,
-    id: string,
-    namespace: string,
-    socket: Transport.Socket,
-    options: ConnectionOptions
-  ) {
+  constructor(hub: HubImpl, id: string, namespace: string, socket: Transport.Socket, settings: Settings) {
     this.hub = hub
     this.id = id
     this.namespace = namespace
     this.socket = socket
-    this.limit = Math.max(1, options.outbound?.limit ?? 1024)
-    this.highWaterMark = options.outbound?.highWaterMark ?? 64 * 1024
-    this.policy = options.outbound?.policy ?? "close"
-    const heartbeat =
-      options.heartbeat === false
-        ? undefined
-        : (options.heartbeat ?? { interval: "25 seconds", timeout: "20 seconds" })
-    this.heartbeatInterval = heartbeat === undefined ? 0 : millis(heartbeat.interval)
-    this.heartbeatTimeout = heartbeat === undefined ? 0 : millis(heartbeat.timeout)
-    this.idleTimeout = options.idleTimeout === undefined ? 0 : millis(options.idleTimeout)
+    this.settings = settings
     const now = hub.now()
     this.lastReceived = now
     this.lastActivity = now
@@ -244,13 +261,28 @@ export class Connection {
     return this.state === OPEN
   }
 
+  /** The ids of the topics the connection is in. */
+  get topics(): ReadonlySet<string> {
+    return this.joined ?? noTopics
+  }
+
+  /** @internal */
+  addTopic(id: string): void {
+    ;(this.joined ??= new Set()).add(id)
+  }
+
+  /** @internal */
+  removeTopic(id: string): boolean {
+    return this.joined?.delete(id) ?? false
+  }
+
   /** What the connection did so far. */
   metrics(): ConnectionMetrics {
     return {
       received: this.received,
       sent: this.sent,
       dropped: this.dropped,
-      queued: this.queue.length,
+      queued: this.queue?.length ?? 0,
       maxQueued: this.maxQueued
     }
   }
@@ -282,29 +314,34 @@ export class Connection {
    */
   offer(frame: string | Uint8Array): boolean {
     if (this.state !== OPEN) return true
-    if (this.queue.length === 0 && this.socket.bufferedAmount < this.highWaterMark) {
+    const queue = this.queue
+    if (
+      (queue === undefined || queue.length === 0) &&
+      this.socket.bufferedAmount < this.settings.highWaterMark
+    ) {
       this.write(frame)
       return true
     }
-    if (this.queue.length < this.limit) {
+    const length = queue?.length ?? 0
+    if (length < this.settings.limit) {
       this.enqueue(frame)
       return true
     }
-    switch (this.policy) {
+    switch (this.settings.policy) {
       case "dropNewest":
         this.dropped++
         this.hub.dropped++
         return true
       case "dropOldest":
-        this.queue.shift()
+        queue!.shift()
         this.dropped++
         this.hub.dropped++
         this.enqueue(frame)
         return true
       case "close":
-        this.dropped += this.queue.length + 1
-        this.hub.dropped += this.queue.length + 1
-        this.queue.length = 0
+        this.dropped += length + 1
+        this.hub.dropped += length + 1
+        this.queue = undefined
         this.hub.slowConsumerCloses++
         this.close(Protocol.CloseCode.SlowConsumer, "SlowConsumer")
         return true
@@ -315,19 +352,22 @@ export class Connection {
   }
 
   private enqueue(frame: string | Uint8Array): void {
-    this.queue.push(frame)
-    if (this.queue.length > this.maxQueued) this.maxQueued = this.queue.length
+    const queue = (this.queue ??= [])
+    queue.push(frame)
+    if (queue.length > this.maxQueued) this.maxQueued = queue.length
   }
 
   /** Waits until the queue has room (or the connection closed). @internal */
-  readonly awaitRoom: Effect.Effect<void> = Effect.callback<void>((resume) => {
-    if (this.state === CLOSED || this.queue.length < this.limit) return resume(Effect.void)
-    const waiter = () => resume(Effect.void)
-    this.waiters.push(waiter)
-    return Effect.sync(() => {
-      this.waiters = this.waiters.filter((w) => w !== waiter)
+  awaitRoom(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.state === CLOSED || (this.queue?.length ?? 0) < this.settings.limit) return resume(Effect.void)
+      const waiter = () => resume(Effect.void)
+      ;(this.waiters ??= []).push(waiter)
+      return Effect.sync(() => {
+        this.waiters = this.waiters?.filter((w) => w !== waiter)
+      })
     })
-  })
+  }
 
   /**
    * Sends a frame under the overflow policy; under `suspend`, waits for room.
@@ -335,22 +375,24 @@ export class Connection {
    * @internal
    */
   send(frame: string | Uint8Array): Effect.Effect<void> {
-    return this.offer(frame) ? Effect.void : this.awaitRoom
+    return this.offer(frame) ? Effect.void : this.awaitRoom()
   }
 
   /** Writes queued frames while the socket has room. @internal */
   flush(): void {
-    if (this.state !== OPEN) return
-    while (this.queue.length > 0 && this.socket.bufferedAmount < this.highWaterMark) {
-      this.write(this.queue.shift()!)
+    const queue = this.queue
+    if (this.state !== OPEN || queue === undefined) return
+    while (queue.length > 0 && this.socket.bufferedAmount < this.settings.highWaterMark) {
+      this.write(queue.shift()!)
     }
-    if (this.queue.length < this.limit && this.waiters.length > 0) this.wake()
+    if (queue.length === 0) this.queue = undefined
+    if (queue.length < this.settings.limit && this.waiters !== undefined) this.wake()
   }
 
   private wake(): void {
     const waiters = this.waiters
-    this.waiters = []
-    for (const waiter of waiters) waiter()
+    this.waiters = undefined
+    if (waiters !== undefined) for (const waiter of waiters) waiter()
   }
 
   /** Starts the close handshake with a code and reason. */
@@ -360,7 +402,7 @@ export class Connection {
     this.closeCode = code
     this.closeMessage = reason
     this.closingSince = this.hub.now()
-    this.queue.length = 0
+    this.queue = undefined
     this.socket.close(code, Protocol.truncateReason(reason))
   }
 
@@ -370,19 +412,7 @@ export class Connection {
     this.socket.terminate()
   }
 
-  /** @internal */
-  onSocketClose(code: number, reason: string): void {
-    if (this.state === CLOSED) return
-    this.state = CLOSED
-    if (this.closeCode === 0) {
-      this.closeCode = code
-      this.closeMessage = reason
-    }
-    this.queue.length = 0
-    this.wake()
-    this.hub.remove(this)
-    this.handler?.closed(this.closeCode, this.closeMessage)
-  }
+  // The socket's events ------------------------------------------------------------------------
 
   /** @internal */
   onMessage(text: string): void {
@@ -392,15 +422,40 @@ export class Connection {
     this.handler?.message(text)
   }
 
-  /** Records application traffic (for the idle timeout). @internal */
-  touch(): void {
-    this.lastActivity = this.lastReceived
+  /** @internal */
+  onBinary(): void {
+    this.received++
+    this.handler?.binary()
   }
 
   /** @internal */
   onPong(): void {
     this.lastReceived = this.hub.now()
     this.pingSentAt = 0
+  }
+
+  /** @internal */
+  onDrain(): void {
+    this.flush()
+  }
+
+  /** @internal */
+  onClose(code: number, reason: string): void {
+    if (this.state === CLOSED) return
+    this.state = CLOSED
+    if (this.closeCode === 0) {
+      this.closeCode = code
+      this.closeMessage = reason
+    }
+    this.queue = undefined
+    this.wake()
+    this.hub.remove(this)
+    this.handler?.closed(this.closeCode, this.closeMessage)
+  }
+
+  /** Records application traffic (for the idle timeout). @internal */
+  touch(): void {
+    this.lastActivity = this.lastReceived
   }
 
   /** Heartbeats, timeouts and stalled queues, once per tick. @internal */
@@ -411,20 +466,21 @@ export class Connection {
       if (now - this.closingSince >= 2 * tick) this.terminate()
       return
     }
-    if (this.queue.length > 0) this.flush()
-    if (this.heartbeatInterval > 0) {
+    if (this.queue !== undefined) this.flush()
+    const settings = this.settings
+    if (settings.heartbeatInterval > 0) {
       if (this.pingSentAt > 0) {
-        if (now - this.pingSentAt >= this.heartbeatTimeout) {
+        if (now - this.pingSentAt >= settings.heartbeatTimeout) {
           this.hub.heartbeatTimeouts++
           this.close(Protocol.CloseCode.HeartbeatTimeout, "HeartbeatTimeout")
           return
         }
-      } else if (now - this.lastReceived >= this.heartbeatInterval) {
+      } else if (now - this.lastReceived >= settings.heartbeatInterval) {
         this.pingSentAt = now
         if (!this.socket.ping()) this.write('{"t":"h"}')
       }
     }
-    if (this.idleTimeout > 0 && now - this.lastActivity >= this.idleTimeout) {
+    if (settings.idleTimeout > 0 && now - this.lastActivity >= settings.idleTimeout) {
       this.hub.idleTimeouts++
       this.close(Protocol.CloseCode.IdleTimeout, "IdleTimeout")
     }
@@ -525,29 +581,20 @@ export class HubImpl {
     }
   }
 
-  attach(socket: Transport.Socket, namespace: string, options: ConnectionOptions): Connection {
+  attach(socket: Transport.Socket, namespace: string, settings: Settings): Connection {
     const connection = new Connection(
       this,
       `${this.nodeId}.${(++this.counter).toString(36)}`,
       namespace,
       socket,
-      options
+      settings
     )
     this.connections.add(connection)
     let peers = this.byNamespace.get(namespace)
     if (peers === undefined) this.byNamespace.set(namespace, (peers = new Set()))
     peers.add(connection)
     this.opened++
-    socket.listen({
-      message: (text) => connection.onMessage(text),
-      binary: () => {
-        connection.received++
-        connection.handler?.binary()
-      },
-      pong: () => connection.onPong(),
-      drain: () => connection.flush(),
-      close: (code, reason) => connection.onSocketClose(code, reason)
-    })
+    socket.listen(connection)
     return connection
   }
 
@@ -561,7 +608,6 @@ export class HubImpl {
       if (peers.size === 0) this.byNamespace.delete(connection.namespace)
     }
     for (const id of connection.topics) this.runFork(this.dropSubscription(connection, id))
-    connection.topics.clear()
     if (this.connections.size === 0 && this.emptied !== undefined)
       Deferred.doneUnsafe(this.emptied, Exit.void)
   }
@@ -586,7 +632,7 @@ export class HubImpl {
       }
       const subscription: Subscription = { buffer: [], last: 0 }
       topic.subs.set(connection, subscription)
-      connection.topics.add(id)
+      connection.addTopic(id)
       const head = topic.head
       const joined =
         member === undefined
@@ -623,7 +669,7 @@ export class HubImpl {
 
   /** @internal */
   unsubscribe(connection: Connection, id: string): Effect.Effect<void> {
-    if (!connection.topics.delete(id)) return Effect.void
+    if (!connection.removeTopic(id)) return Effect.void
     return this.dropSubscription(connection, id)
   }
 
@@ -694,7 +740,7 @@ export class HubImpl {
     }
     return blocked === undefined
       ? Effect.void
-      : Effect.forEach(blocked, (c) => c.awaitRoom, { discard: true })
+      : Effect.forEach(blocked, (c) => c.awaitRoom(), { discard: true })
   }
 
   // Sweeping and shutdown ---------------------------------------------------------------------

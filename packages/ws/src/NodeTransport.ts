@@ -73,54 +73,100 @@ export const upgrade = (
     }
     ;(incoming as IncomingMessage & { strataProtocol?: string }).strataProtocol = options.protocol
     // A handshake ws refuses (bad key or version) is answered by ws and the socket closed.
-    const onClose = () =>
+    const onHandshakeClose = () =>
       resume(Effect.fail(new Transport.UpgradeError({ reason: "the socket closed during the handshake" })))
-    if (socket.destroyed) return onClose()
-    socket.once("close", onClose)
+    if (socket.destroyed) return onHandshakeClose()
+    socket.once("close", onHandshakeClose)
     // Clients wait for the 101 before sending frames (RFC 6455 §4.1), so nothing is buffered
     // beyond the request: the head is empty.
     serverFor(options.maxMessageSize).handleUpgrade(incoming, socket, empty, (ws) => {
-      socket.off("close", onClose)
-      resume(Effect.succeed(wrap(ws, socket)))
+      socket.off("close", onHandshakeClose)
+      resume(Effect.succeed(new NodeSocket(ws, socket)))
     })
   })
 
-const wrap = (ws: WebSocket, socket: Duplex): Transport.Socket => {
-  const sendOptions = { binary: false, compress: false, fin: true } as const
-  return {
-    protocol: ws.protocol,
-    get bufferedAmount() {
-      return ws.bufferedAmount
-    },
-    send: (data) => {
-      if (ws.readyState === 1) ws.send(data, sendOptions)
-    },
-    close: (code, reason) => ws.close(code, reason),
-    terminate: () => ws.terminate(),
-    ping: () => {
-      if (ws.readyState === 1) ws.ping()
-      return true
-    },
-    cork: () => socket.cork(),
-    uncork: () => socket.uncork(),
-    pause: () => ws.pause(),
-    resume: () => ws.resume(),
-    listen: (listener) => {
-      ws.on("message", (data, isBinary) => {
-        if (isBinary) return listener.binary()
-        listener.message(
-          Array.isArray(data)
-            ? Buffer.concat(data).toString()
-            : Buffer.isBuffer(data)
-              ? data.toString()
-              : Buffer.from(data).toString()
-        )
-      })
-      ws.on("pong", () => listener.pong())
-      socket.on("drain", () => listener.drain())
-      // ws reports protocol errors (then closes with their code); the close event follows.
-      ws.on("error", () => {})
-      ws.on("close", (code, reason) => listener.close(code, reason.toString()))
-    }
+// The listener rides on the ws and net sockets themselves, and the event handlers are shared
+// functions (`this` is the emitter): an idle connection costs no closures of its own.
+const kListener = Symbol.for("@strata/ws/NodeTransport/listener")
+
+interface Listened {
+  [kListener]?: Transport.Listener
+}
+
+function onMessage(this: WebSocket & Listened, data: WebSocket.RawData, isBinary: boolean): void {
+  const listener = this[kListener]!
+  if (isBinary) return listener.onBinary()
+  listener.onMessage(
+    Buffer.isBuffer(data)
+      ? data.toString()
+      : Array.isArray(data)
+        ? Buffer.concat(data).toString()
+        : Buffer.from(data).toString()
+  )
+}
+
+function onPong(this: WebSocket & Listened): void {
+  this[kListener]!.onPong()
+}
+
+function onDrain(this: Duplex & Listened): void {
+  this[kListener]?.onDrain()
+}
+
+function onClose(this: WebSocket & Listened, code: number, reason: Buffer): void {
+  this[kListener]!.onClose(code, reason.toString())
+}
+
+// ws reports protocol errors (then closes with their code); the close event follows.
+const ignore = (): void => {}
+
+const sendOptions = { binary: false, compress: false, fin: true } as const
+
+class NodeSocket implements Transport.Socket {
+  readonly ws: WebSocket
+  readonly socket: Duplex
+  constructor(ws: WebSocket, socket: Duplex) {
+    this.ws = ws
+    this.socket = socket
+  }
+  get protocol(): string {
+    return this.ws.protocol
+  }
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount
+  }
+  send(data: string | Uint8Array): void {
+    if (this.ws.readyState === 1) this.ws.send(data, sendOptions)
+  }
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason)
+  }
+  terminate(): void {
+    this.ws.terminate()
+  }
+  ping(): boolean {
+    if (this.ws.readyState === 1) this.ws.ping()
+    return true
+  }
+  cork(): void {
+    this.socket.cork()
+  }
+  uncork(): void {
+    this.socket.uncork()
+  }
+  pause(): void {
+    this.ws.pause()
+  }
+  resume(): void {
+    this.ws.resume()
+  }
+  listen(listener: Transport.Listener): void {
+    ;(this.ws as WebSocket & Listened)[kListener] = listener
+    ;(this.socket as Duplex & Listened)[kListener] = listener
+    this.ws.on("message", onMessage)
+    this.ws.on("pong", onPong)
+    this.ws.on("error", ignore)
+    this.ws.on("close", onClose)
+    this.socket.on("drain", onDrain)
   }
 }

@@ -19,15 +19,15 @@ import * as Protocol from "./Protocol.ts"
  */
 export interface Listener {
   /** A text frame arrived. */
-  readonly message: (text: string) => void
+  readonly onMessage: (text: string) => void
   /** A binary frame arrived (channels speak text only). */
-  readonly binary: () => void
+  readonly onBinary: () => void
   /** A protocol pong arrived. */
-  readonly pong: () => void
+  readonly onPong: () => void
   /** Everything written so far left the process; more can be written. */
-  readonly drain: () => void
+  readonly onDrain: () => void
   /** The socket closed, with the code and reason the peer sent (or 1006). */
-  readonly close: (code: number, reason: string) => void
+  readonly onClose: (code: number, reason: string) => void
 }
 
 /**
@@ -325,7 +325,7 @@ class MemoryClient implements MemoryWebSocket {
       this.inboxBytes -= byteLength(text)
       this.dispatch("message", { type: "message", data: text })
     }
-    if (hadBytes && this.inbox.length === 0) this.server?.drain()
+    if (hadBytes && this.inbox.length === 0) this.server?.onDrain()
   }
 
   send(data: string): void {
@@ -348,7 +348,7 @@ class MemoryClient implements MemoryWebSocket {
       this.serverInbox.push(text)
       return
     }
-    this.server?.message(text)
+    this.server?.onMessage(text)
   }
 
   close(code = 1000, reason = ""): void {
@@ -376,7 +376,7 @@ class MemoryClient implements MemoryWebSocket {
     this.readyState = 3
     const server = this.server
     this.server = undefined
-    server?.close(code, reason)
+    server?.onClose(code, reason)
     this.dispatch("close", { type: "close", code, reason })
   }
 
@@ -424,7 +424,7 @@ class MemoryServerSocket implements Socket {
   }
   ping(): boolean {
     const client = this.client
-    if (client.readyState === 1 && !client.frozen) queueMicrotask(() => client.server?.pong())
+    if (client.readyState === 1 && !client.frozen) queueMicrotask(() => client.server?.onPong())
     return true
   }
   cork(): void {}
