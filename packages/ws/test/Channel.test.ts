@@ -6,6 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as TestClock from "effect/testing/TestClock"
 import { Channel, Hub, Protocol, PubSub } from "../src/index.ts"
 import { chat, closes, counter, harness, roomId, TestLayer, UsersLive } from "./fixtures.ts"
@@ -464,6 +465,25 @@ describe("lifecycle", () => {
         _tag: "IdleTimeout",
         code: 4004
       })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("reports connections, frames and drops as Effect metrics once per tick", () =>
+    Effect.gen(function* () {
+      // The registry is the process's: counters are compared before and after.
+      const count = (snapshot: ReadonlyArray<Metric.Metric.Snapshot>, name: string) =>
+        (snapshot.find((m) => m.id === name)?.state as { readonly count?: number } | undefined)?.count ?? 0
+      const before = yield* Metric.snapshot
+      const h = yield* harness()
+      const raw = yield* open(h)
+      raw.send({ t: "m", d: { _tag: "Echo", text: "counted" } })
+      yield* raw.next()
+      yield* TestClock.adjust("1 second")
+      const after = yield* Metric.snapshot
+      expect(after.find((m) => m.id === "strata_ws_connections")?.state).toMatchObject({ value: 1 })
+      expect(count(after, "strata_ws_frames_received") - count(before, "strata_ws_frames_received")).toBe(1)
+      expect(count(after, "strata_ws_frames_sent") - count(before, "strata_ws_frames_sent")).toBe(2)
+      expect((yield* h.hub.metrics).received).toBe(1)
     }).pipe(Effect.provide(TestLayer))
   )
 

@@ -94,6 +94,20 @@ describe("Client", () => {
     }).pipe(Effect.provide(TestLayer))
   )
 
+  it.effect("receives the events of topics the server joined it to, typed by topic", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const ada = yield* clientOf(h)
+      const events = yield* collect(ada.events)
+      yield* ada.awaitOpen
+      yield* ada.send({ _tag: "Follow", room: roomId("news") })
+      yield* settle
+      yield* Channel.publish(chat, "room", roomId("news"), { from: "desk", text: "extra" })
+      yield* settle
+      expect(events).toEqual([{ topic: "room", key: "news", payload: { from: "desk", text: "extra" } }])
+    }).pipe(Effect.provide(TestLayer))
+  )
+
   it.effect(
     "reconnects with backoff and resumes its topics: the missed events come back after Recovered",
     () =>

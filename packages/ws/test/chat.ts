@@ -17,7 +17,8 @@ export const ClientMessage = Schema.Union([
   Schema.TaggedStruct("Flood", { count: Schema.Number }),
   Schema.TaggedStruct("Kick", {}),
   Schema.TaggedStruct("Crash", {}),
-  Schema.TaggedStruct("Wait", { ms: Schema.Number })
+  Schema.TaggedStruct("Wait", { ms: Schema.Number }),
+  Schema.TaggedStruct("Follow", { room: RoomId })
 ])
 
 export const ServerMessage = Schema.Union([

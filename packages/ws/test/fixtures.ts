@@ -87,6 +87,8 @@ export const chatRoute = (options?: Channel.RouteOptions) =>
               return yield* connection.close({ code: 4100, reason: "kicked" })
             case "Crash":
               return yield* Effect.die(new Error("boom"))
+            case "Follow":
+              return yield* connection.join("room", message.room)
             case "Wait":
               yield* Effect.sleep(message.ms)
               return yield* connection.send({ _tag: "Notice", text: `waited ${message.ms}` })
