@@ -171,6 +171,28 @@ describe("messages and requests", () => {
   )
 })
 
+describe("inbound backpressure", () => {
+  it.effect(
+    "stops reading a connection whose messages pile up behind a slow handler, and reads on after",
+    () =>
+      Effect.gen(function* () {
+        const h = yield* harness({ maxPendingMessages: 2 })
+        const raw = yield* open(h)
+        raw.send({ t: "m", d: { _tag: "Wait", ms: 1000 } })
+        for (let i = 0; i < 6; i++) raw.send({ t: "m", d: { _tag: "Echo", text: String(i) } })
+        yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+        // Paused: what the client sent waits in the socket, not in the server's memory.
+        expect((h.sockets[0] as unknown as { serverPaused: boolean }).serverPaused).toBe(true)
+        yield* TestClock.adjust("1 second")
+        expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Notice", text: "waited 1000" } })
+        const texts = []
+        for (let i = 0; i < 6; i++) texts.push((yield* raw.next()).d.text)
+        expect(texts).toEqual(["0", "1", "2", "3", "4", "5"])
+        expect((h.sockets[0] as unknown as { serverPaused: boolean }).serverPaused).toBe(false)
+      }).pipe(Effect.provide(TestLayer))
+  )
+})
+
 describe("bad frames", () => {
   it.effect("replies to invalid frames and schema failures with a typed reason and stays open", () =>
     Effect.gen(function* () {
