@@ -29,6 +29,7 @@ import * as HttpClient from "effect/http/HttpClient"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import * as Endpoint from "./Endpoint.ts"
+import * as Store from "./internal/store.ts"
 import * as Outbox from "./Outbox.ts"
 import * as Retry from "./Retry.ts"
 import * as Signature from "./Signature.ts"
@@ -240,7 +241,7 @@ export const make = (
     const runners = new Map<string, Runner>()
     const items = new Map<string, Item>()
     const completions = yield* Queue.unbounded<Outbox.Completion>()
-    const capacityFreed = Outbox.makeSignal()
+    const capacityFreed = Store.makeSignal()
     let stopping = false
     let revision = -1
     let rotation = 0
@@ -309,7 +310,7 @@ export const make = (
       )
       return baseClient.execute(request).pipe(
         Effect.flatMap((response) =>
-          Effect.map(readBody(response, Outbox.maxResponseBytes), (body) => ({
+          Effect.map(readBody(response, Store.maxResponseBytes), (body) => ({
             outcome: {
               _tag: "Response" as const,
               status: response.status,
@@ -483,13 +484,24 @@ export const make = (
 
     // Attempts are recorded in batches: the first completion waits `recordDelay` for others to join
     // it, so a busy dispatcher writes one transaction per many attempts rather than one each.
+    // Taken from the queue and not yet recorded: if shutdown interrupts the wait, it records these.
+    let taken: ReadonlyArray<Outbox.Completion> = []
     const complete = Effect.forever(
       Effect.gen(function* () {
-        const first = yield* Queue.takeBetween(completions, 1, maxRecordBatch)
-        if (first.length >= maxRecordBatch || recordDelay === 0) return yield* flush(first)
-        yield* Effect.sleep(recordDelay)
-        const more = yield* Queue.takeBetween(completions, 0, maxRecordBatch - first.length)
-        return yield* flush(more.length === 0 ? first : [...first, ...more])
+        taken = yield* Queue.takeBetween(completions, 1, maxRecordBatch)
+        if (taken.length < maxRecordBatch && recordDelay > 0) {
+          yield* Effect.sleep(recordDelay)
+          const more = yield* Queue.takeBetween(completions, 0, maxRecordBatch - taken.length)
+          if (more.length > 0) taken = [...taken, ...more]
+        }
+        yield* Effect.uninterruptible(
+          Effect.andThen(
+            flush(taken),
+            Effect.sync(() => {
+              taken = []
+            })
+          )
+        )
       })
     )
 
@@ -520,7 +532,7 @@ export const make = (
         // Still running past the deadline: dropped unrecorded; their leases expire and they are retried.
         yield* Fiber.interruptAll(inFlight)
         yield* Fiber.interrupt(completeFiber)
-        const left = yield* Queue.clear(completions)
+        const left = [...taken, ...(yield* Queue.clear(completions))]
         if (left.length > 0) yield* flush(left)
       })
     )

@@ -17,7 +17,6 @@
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type * as PubSub from "effect/PubSub"
@@ -407,45 +406,3 @@ export const recover = (query: RecoverQuery): Effect.Effect<number, StoreError, 
 export const events: Stream.Stream<Event, never, Store> = Stream.unwrap(
   Effect.map(Store, (store) => Stream.fromPubSub(store.events))
 )
-
-// ---------------------------------------------------------------------------------------------------
-// Shared by the stores
-// ---------------------------------------------------------------------------------------------------
-
-/** @internal The most bytes of a response body an attempt keeps. */
-export const maxResponseBytes = 4096
-
-/** @internal Clamps a query limit. */
-export const queryLimit = (limit: number | undefined): number =>
-  Math.max(1, Math.min(1000, Math.floor(limit ?? 100)))
-
-/** @internal The delivery state a completion leads to, given whether its endpoint is still enabled. */
-export const nextState = (next: Completion["next"], endpointEnabled: boolean): DeliveryState => {
-  switch (next._tag) {
-    case "Delivered":
-      return "delivered"
-    case "Failed":
-      return "failed"
-    case "Disable":
-      return "disabled"
-    case "Retry":
-      return endpointEnabled ? "pending" : "disabled"
-  }
-}
-
-/** @internal What an attempt row says was decided. */
-export const attemptResult = (state: DeliveryState): Attempt["result"] =>
-  state === "pending" ? "retry" : state
-
-/** @internal A store-internal wakeup: `wait` completes at the next `signal`. */
-export const makeSignal = (): { readonly wait: Effect.Effect<void>; readonly signal: () => void } => {
-  let current = Deferred.makeUnsafe<void>()
-  return {
-    wait: Effect.suspend(() => Deferred.await(current)),
-    signal: () => {
-      const fired = current
-      current = Deferred.makeUnsafe<void>()
-      Deferred.doneUnsafe(fired, Effect.void)
-    }
-  }
-}

@@ -185,7 +185,7 @@ export const make = (
     )
 
     const events = yield* PubSub.sliding<Outbox.Event>(options.eventCapacity ?? 4096)
-    const changes = Outbox.makeSignal()
+    const changes = Store.makeSignal()
     // Runs after the enclosing transaction commits (now, outside one): the local dispatcher wakes.
     const signalAfterCommit = sql.afterCommit(Effect.sync(changes.signal))
 
@@ -336,7 +336,7 @@ export const make = (
         if (q.state !== undefined) add((n) => `d.state = ${n}`, q.state)
         if (q.since !== undefined) add((n) => `d.updated_at >= ${n}`, q.since)
         if (q.before !== undefined) add((n) => `d.updated_at < ${n}`, q.before)
-        params.push(Outbox.queryLimit(q.limit))
+        params.push(Store.queryLimit(q.limit))
         const rows = yield* query(
           `SELECT d.message_id, d.endpoint_id, m.event_type, d.state, d.attempts, d.next_at, d.last_status,
              d.last_error, d.created_at, d.updated_at

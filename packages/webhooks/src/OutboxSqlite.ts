@@ -317,7 +317,7 @@ export const make = (
       Effect.flatMap(Clock.currentTimeMillis, (now) => attempt(() => transaction(durable, () => f(now))))
 
     const events = yield* PubSub.sliding<Outbox.Event>(options.eventCapacity ?? 4096)
-    const changes = Outbox.makeSignal()
+    const changes = Store.makeSignal()
 
     // Subscribed endpoints, parsed once per endpoint revision.
     let subscriberCache:
@@ -418,7 +418,7 @@ export const make = (
           where.push("d.updated_at < ?")
           params.push(query.before)
         }
-        params.push(Outbox.queryLimit(query.limit))
+        params.push(Store.queryLimit(query.limit))
         const rows = db
           .prepare(
             `SELECT ${statements.deliveryColumns} FROM ${t("deliveries")} d JOIN ${t("messages")} m ON m.id = d.message_id

@@ -143,6 +143,47 @@ export const decodeMessage = (row: MessageRow): Outbox.Message => ({
   createdAt: Number(row.created_at)
 })
 
+/** @internal The most bytes of a response body an attempt keeps. */
+export const maxResponseBytes = 4096
+
+/** @internal Clamps a query limit. */
+export const queryLimit = (limit: number | undefined): number =>
+  Math.max(1, Math.min(1000, Math.floor(limit ?? 100)))
+
+/** @internal The delivery state a completion leads to, given whether its endpoint is still enabled. */
+export const nextState = (
+  next: Outbox.Completion["next"],
+  endpointEnabled: boolean
+): Outbox.DeliveryState => {
+  switch (next._tag) {
+    case "Delivered":
+      return "delivered"
+    case "Failed":
+      return "failed"
+    case "Disable":
+      return "disabled"
+    case "Retry":
+      return endpointEnabled ? "pending" : "disabled"
+  }
+}
+
+/** @internal What an attempt row says was decided. */
+export const attemptResult = (state: Outbox.DeliveryState): Outbox.Attempt["result"] =>
+  state === "pending" ? "retry" : state
+
+/** @internal A wake-up: `wait` completes at the next `signal`. */
+export const makeSignal = (): { readonly wait: Effect.Effect<void>; readonly signal: () => void } => {
+  let current = Deferred.makeUnsafe<void>()
+  return {
+    wait: Effect.suspend(() => Deferred.await(current)),
+    signal: () => {
+      const fired = current
+      current = Deferred.makeUnsafe<void>()
+      Deferred.doneUnsafe(fired, Effect.void)
+    }
+  }
+}
+
 /** @internal An endpoint's state as `complete` needs it. */
 export interface EndpointState {
   enabled: boolean
@@ -194,9 +235,9 @@ export const planCompletions = (
     const { lease } = completion
     const endpoint = states.get(lease.endpointId) ?? { enabled: false, health: Retry.initialHealth }
     states.set(lease.endpointId, endpoint)
-    const state = Outbox.nextState(completion.next, endpoint.enabled)
+    const state = nextState(completion.next, endpoint.enabled)
     const nextAt = completion.next._tag === "Retry" ? completion.next.at : completion.endedAt
-    applied.push({ completion, index, state, nextAt, result: Outbox.attemptResult(state) })
+    applied.push({ completion, index, state, nextAt, result: attemptResult(state) })
     if (state === "failed") {
       events.push({
         _tag: "DeliveryFailed",
