@@ -5,10 +5,15 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as EffectSocket from "effect/socket/Socket"
 import type * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as Protocol from "./Protocol.ts"
 
@@ -105,9 +110,99 @@ const nodeUpgrader: Upgrader = {
     )
 }
 
+// ---------------------------------------------------------------------------------------------
+// Effect's own upgrade
+// ---------------------------------------------------------------------------------------------
+
+const textDecoder = new TextDecoder()
+
+/**
+ * Upgrades with Effect's `HttpServerRequest.upgrade`, on any Effect HTTP server that supports it
+ * (Node's, Bun's, …). What Effect's `Socket` does not expose, the channel does without: there are
+ * no protocol pings (heartbeats are `{"t":"h"}` frames, which the client answers), no
+ * `bufferedAmount` (the outbound queue never fills, so its policy does not apply; Effect's writer
+ * buffers), and the size limit is checked after the server's own `maxPayload` let a message in.
+ *
+ * @example
+ * ```ts
+ * App.serve(app).pipe(Layer.provide(Layer.succeed(Transport.Upgrader, Transport.effectSocket)))
+ * ```
+ * @category constructors
+ */
+export const effectSocket: Upgrader = {
+  upgrade: (request, options) =>
+    Effect.gen(function* () {
+      const socket = yield* Effect.mapError(
+        request.upgrade,
+        (cause) => new UpgradeError({ reason: "the server cannot upgrade this request", cause })
+      )
+      // The socket lives until it closes, not as long as the upgrade call.
+      const scope = yield* Scope.make()
+      const run = Effect.runForkWith(yield* Effect.context<never>())
+      const writer = yield* Scope.provide(socket.writer, scope)
+      let listener: Listener | undefined
+      let open = true
+      const finish = (code: number, reason: string) => {
+        if (!open) return
+        open = false
+        run(Scope.close(scope, Exit.void))
+        listener?.onClose(code, reason)
+      }
+      const read = Effect.gen(function* () {
+        const reader = yield* socket.reader
+        for (;;) {
+          const chunk = yield* reader.pull
+          for (const item of chunk) {
+            if (typeof item !== "string") listener?.onBinary()
+            else if (encoder.encode(item).length > options.maxMessageSize) {
+              yield* writer.write(
+                new EffectSocket.CloseEvent(Protocol.CloseCode.MessageTooBig, "Max payload size exceeded")
+              )
+            } else listener?.onMessage(item)
+          }
+        }
+      }).pipe(
+        Effect.catchCause((cause) => {
+          const error = Cause.findErrorOption(cause)
+          const reason =
+            Option.isSome(error) && EffectSocket.isSocketError(error.value) ? error.value.reason : undefined
+          return Effect.sync(() =>
+            reason !== undefined && reason._tag === "SocketCloseError"
+              ? finish(reason.code, reason.closeReason ?? "")
+              : finish(Protocol.CloseCode.Abnormal, "")
+          )
+        }),
+        Scope.provide(scope)
+      )
+      const upgraded: Socket = {
+        protocol: options.protocol,
+        bufferedAmount: 0,
+        send: (data) => {
+          if (open) run(writer.write(typeof data === "string" ? data : textDecoder.decode(data)))
+        },
+        close: (code, reason) => {
+          if (open) run(writer.write(new EffectSocket.CloseEvent(code, reason)))
+        },
+        terminate: () => finish(Protocol.CloseCode.Abnormal, ""),
+        ping: () => false,
+        cork: () => {},
+        uncork: () => {},
+        // Effect's reader pauses the socket itself when its buffer fills.
+        pause: () => {},
+        resume: () => {},
+        listen: (l) => {
+          listener = l
+          run(read)
+        }
+      }
+      return upgraded
+    })
+}
+
 /**
  * How routes upgrade: by default with Node's `ws` on the request's socket (Effect's Node HTTP
- * server); `Transport.memory()` provides an in-memory one for tests.
+ * server); `Transport.effectSocket` uses Effect's own upgrade on other servers, and
+ * `Transport.memory()` provides an in-memory one for tests.
  *
  * @category services
  */

@@ -12,7 +12,7 @@ import * as HttpServer from "effect/http/HttpServer"
 import { App } from "@strata/core"
 import { createServer, request as httpRequest } from "node:http"
 import WebSocket from "ws"
-import { Channel, Client, Hub } from "../src/index.ts"
+import { Channel, Client, Hub, Transport } from "../src/index.ts"
 import { chat, makeApp, roomId, UsersLive } from "./fixtures.ts"
 
 const serverLayer = (options?: Channel.RouteOptions) =>
@@ -165,4 +165,43 @@ describe("Node adapter", () => {
       expect((yield* Hub.Hub.pipe(Effect.flatMap((hub) => hub.metrics))).connections).toBe(0)
     }).pipe(Effect.provide(serverLayer()))
   )
+
+  describe("on Effect's own upgrade (Transport.effectSocket)", () => {
+    const effectLayer = serverLayer({
+      heartbeat: { interval: "100 millis", timeout: "150 millis" },
+      maxMessageSize: 1024
+    }).pipe(Layer.provide(Layer.succeed(Transport.Upgrader, Transport.effectSocket)))
+
+    it.live("serves the typed client, with heartbeats as frames the client answers", () =>
+      Effect.gen(function* () {
+        const { ws } = yield* address
+        const r1 = roomId("r1")
+        const ada = yield* Client.make(chat, { url: `${ws}/ws/chat?token=1` })
+        const room = yield* puller(ada.subscribe("room", r1))
+        const messages = yield* puller(ada.messages)
+        expect(yield* messages).toEqual({ _tag: "Notice", text: "welcome Ada" })
+        expect(yield* room).toMatchObject({ _tag: "Joined" })
+        expect(yield* ada.request("history", { room: r1 })).toEqual(["hello", "world"])
+        yield* ada.send({ _tag: "Say", room: r1, text: "via Effect's socket" })
+        expect(yield* room).toMatchObject({ _tag: "Message", payload: { text: "via Effect's socket" } })
+        // Several heartbeat intervals pass; the client answers each `h` and stays connected.
+        yield* Effect.sleep("600 millis")
+        expect(yield* ada.currentStatus).toEqual({ _tag: "Open" })
+        yield* ada.send({ _tag: "Echo", text: "still" })
+        expect(yield* messages).toEqual({ _tag: "Echoed", text: "still" })
+      }).pipe(Effect.provide(effectLayer))
+    )
+
+    it.live("closes a peer that does not answer heartbeats with 4003, and oversize messages with 1009", () =>
+      Effect.gen(function* () {
+        const { ws } = yield* address
+        const deaf = yield* wsClient(`${ws}/ws/chat?token=2`, chat.protocol)
+        expect((yield* Effect.promise(() => deaf.closed)).code).toBe(4003)
+        expect(deaf.frames).toContainEqual({ t: "h" })
+        const big = yield* wsClient(`${ws}/ws/chat?token=1`, chat.protocol)
+        big.ws.send(JSON.stringify({ t: "m", d: { _tag: "Echo", text: "x".repeat(2000) } }))
+        expect((yield* Effect.promise(() => big.closed)).code).toBe(1009)
+      }).pipe(Effect.provide(effectLayer))
+    )
+  })
 })
