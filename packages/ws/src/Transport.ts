@@ -199,15 +199,32 @@ export const effectSocket: Upgrader = {
     })
 }
 
+// A request Node's HTTP server handed over on its `upgrade` event; anything else (another
+// runtime's server) goes through Effect's own upgrade.
+const isNodeUpgrade = (request: HttpServerRequest.HttpServerRequest): boolean => {
+  const source = (request as { readonly source?: unknown }).source
+  return (
+    typeof source === "object" &&
+    source !== null &&
+    (source as { readonly upgrade?: unknown }).upgrade === true &&
+    typeof (source as { readonly socket?: unknown }).socket === "object"
+  )
+}
+
+const defaultUpgrader: Upgrader = {
+  upgrade: (request, options) =>
+    isNodeUpgrade(request) ? nodeUpgrader.upgrade(request, options) : effectSocket.upgrade(request, options)
+}
+
 /**
- * How routes upgrade: by default with Node's `ws` on the request's socket (Effect's Node HTTP
- * server); `Transport.effectSocket` uses Effect's own upgrade on other servers, and
- * `Transport.memory()` provides an in-memory one for tests.
+ * How routes upgrade: by default with Node's `ws` on the request's socket when Effect's Node HTTP
+ * server handed it over, and with Effect's own upgrade (`Transport.effectSocket`) on other
+ * servers; `Transport.memory()` provides an in-memory one for tests.
  *
  * @category services
  */
 export const Upgrader = Context.Reference<Upgrader>("@strata/ws/Transport/Upgrader", {
-  defaultValue: () => nodeUpgrader
+  defaultValue: () => defaultUpgrader
 })
 
 // ---------------------------------------------------------------------------------------------
