@@ -239,6 +239,8 @@ class Core {
   open = false
   ended = false
   lastReceived = 0
+  /** Frames received so far, on every connection (the heartbeat compares counts). */
+  received = 0
   private nextId = 0
   private readonly pending = new Map<number, Pending>()
   private offline: Array<string> = []
@@ -329,6 +331,7 @@ class Core {
 
   onFrame(data: unknown): void {
     this.lastReceived = this.clock.currentTimeMillisUnsafe()
+    this.received++
     if (typeof data !== "string") return
     const frame = Protocol.parseServerFrame(data)
     if (frame === undefined) return
@@ -700,9 +703,10 @@ export const make = <C extends Channel.Any>(
       })
     })
 
-    // Heartbeats of the open connection: a frame after `interval` of silence; none back in
-    // `timeout` closes the socket (which ends `connectOnce` and reconnects).
-    const beat =
+    // Heartbeats of the open connection: a frame after `interval` of silence; when no frame at all
+    // arrives within `timeout` after it, the socket is closed and the connection counts as lost at
+    // once (a dead server may never finish the close handshake), which reconnects.
+    const beat: Effect.Effect<{ readonly opened: boolean; readonly code: number; readonly reason: string }> =
       heartbeat === undefined
         ? Effect.never
         : Effect.gen(function* () {
@@ -711,13 +715,14 @@ export const make = <C extends Channel.Any>(
             while (true) {
               yield* Effect.sleep(interval)
               if (!core.open || core.ws === undefined) continue
-              const now = clock.currentTimeMillisUnsafe()
-              if (now - core.lastReceived < interval) continue
+              if (clock.currentTimeMillisUnsafe() - core.lastReceived < interval) continue
               const ws = core.ws
+              const before = core.received
               ws.send('{"t":"h"}')
               yield* Effect.sleep(timeout)
-              if (core.ws === ws && clock.currentTimeMillisUnsafe() - core.lastReceived >= timeout) {
+              if (core.ws === ws && core.received === before) {
                 ws.close(Protocol.CloseCode.HeartbeatTimeout, "HeartbeatTimeout")
+                return { opened: true, code: Protocol.CloseCode.HeartbeatTimeout, reason: "HeartbeatTimeout" }
               }
             }
           })

@@ -258,18 +258,35 @@ describe("Client", () => {
       yield* TestClock.adjust("10 seconds")
       yield* settle
       expect(h.sockets[0]!.readyState).toBe(1)
-      // The server stops being heard.
+      // The server stops being heard: within an interval and a timeout after its last frame (the
+      // answer to the heartbeat at 10 s), the client gives the connection up.
       h.sockets[0]!.pause()
-      yield* TestClock.adjust("10 seconds")
-      yield* settle
-      yield* TestClock.adjust("5 seconds")
-      yield* settle
+      for (let i = 0; i < 4; i++) {
+        yield* TestClock.adjust("5 seconds")
+        yield* settle
+      }
       expect(statuses.find((s) => s._tag === "Reconnecting")).toMatchObject({
         reason: { _tag: "HeartbeatTimeout", code: 4003 }
       })
       yield* TestClock.adjust("1 second")
       yield* settle
       expect(yield* ada.currentStatus).toEqual({ _tag: "Open" })
+      expect(h.sockets).toHaveLength(2)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.effect("keeps a quiet, healthy connection open with its heartbeat: the server's answer counts", () =>
+    Effect.gen(function* () {
+      const h = yield* harness({ heartbeat: false })
+      const ada = yield* clientOf(h, "1", { heartbeat: { interval: "10 seconds", timeout: "5 seconds" } })
+      const statuses = yield* collect(ada.status)
+      yield* ada.awaitOpen
+      for (let i = 0; i < 12; i++) {
+        yield* TestClock.adjust("5 seconds")
+        yield* settle
+      }
+      expect(statuses.map((s) => s._tag)).toEqual(["Connecting", "Open"])
+      expect(h.sockets).toHaveLength(1)
     }).pipe(Effect.provide(TestLayer))
   )
 
