@@ -158,7 +158,8 @@ export interface DeliveryQuery {
 
 /**
  * Which deliveries `recover` re-sends: those of `endpointId` (all endpoints when omitted) that ended
- * `failed` or `disabled` at or after `since`.
+ * `failed` or `disabled` at or after `since`. Endpoints that are disabled are left out: enable one
+ * first to recover its deliveries.
  *
  * @category models
  */
@@ -265,10 +266,13 @@ export class Store extends Context.Service<
     readonly attempts: (key: DeliveryKey) => Effect.Effect<ReadonlyArray<Attempt>, StoreError>
     /**
      * Reopens a terminal delivery for one manual attempt, due now. False when there is no such
-     * delivery or it is still pending.
+     * delivery, it is still pending, or its endpoint is disabled (enable it first).
      */
     readonly retry: (key: DeliveryKey) => Effect.Effect<boolean, StoreError>
-    /** Reopens every matching delivery for one manual attempt each; returns how many. */
+    /**
+     * Reopens every matching delivery of an enabled endpoint for one manual attempt each; returns how
+     * many.
+     */
     readonly recover: (query: RecoverQuery) => Effect.Effect<number, StoreError>
     /** Application-facing notifications; subscribe before acting on what you expect to see. */
     readonly events: PubSub.PubSub<Event>

@@ -486,7 +486,8 @@ export const make = (
             const now = yield* Clock.currentTimeMillis
             const rows = yield* query(
               `UPDATE ${t("deliveries")} SET state = 'pending', manual = 1, next_at = $1, lease_owner = NULL, updated_at = $1
-               WHERE message_id = $2 AND endpoint_id = $3 AND state <> 'pending' RETURNING message_id`,
+               WHERE message_id = $2 AND endpoint_id = $3 AND state <> 'pending'
+                 AND endpoint_id IN (SELECT id FROM ${t("endpoints")} WHERE enabled = 1) RETURNING message_id`,
               [now, key.messageId, key.endpointId]
             )
             yield* signalAfterCommit
@@ -507,7 +508,8 @@ export const make = (
                   )
                 : yield* query(
                     `UPDATE ${t("deliveries")} SET state = 'pending', manual = 1, next_at = $1, lease_owner = NULL, updated_at = $1
-                     WHERE endpoint_id = $2 AND state IN ('failed', 'disabled') AND updated_at >= $3 RETURNING message_id`,
+                     WHERE endpoint_id = $2 AND state IN ('failed', 'disabled') AND updated_at >= $3
+                       AND endpoint_id IN (SELECT id FROM ${t("endpoints")} WHERE enabled = 1) RETURNING message_id`,
                     [now, q.endpointId, q.since]
                   )
             yield* signalAfterCommit

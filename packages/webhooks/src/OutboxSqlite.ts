@@ -191,11 +191,13 @@ export const make = (
           deliveryColumns,
           retry: db.prepare(
             `UPDATE ${t("deliveries")} SET state = 'pending', manual = 1, next_at = ?, lease_owner = NULL, updated_at = ?
-             WHERE message_id = ? AND endpoint_id = ? AND state <> 'pending'`
+             WHERE message_id = ? AND endpoint_id = ? AND state <> 'pending'
+               AND endpoint_id IN (SELECT id FROM ${t("endpoints")} WHERE enabled = 1)`
           ),
           recoverOne: db.prepare(
             `UPDATE ${t("deliveries")} SET state = 'pending', manual = 1, next_at = ?1, lease_owner = NULL, updated_at = ?1
-             WHERE endpoint_id = ?2 AND state IN ('failed', 'disabled') AND updated_at >= ?3`
+             WHERE endpoint_id = ?2 AND state IN ('failed', 'disabled') AND updated_at >= ?3
+               AND endpoint_id IN (SELECT id FROM ${t("endpoints")} WHERE enabled = 1)`
           ),
           recoverAll: db.prepare(
             `UPDATE ${t("deliveries")} SET state = 'pending', manual = 1, next_at = ?1, lease_owner = NULL, updated_at = ?1

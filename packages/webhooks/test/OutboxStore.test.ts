@@ -380,6 +380,25 @@ const contract = (name: string, makeLayer: () => StoreLayer) => {
       )
     )
 
+    it.effect("a disabled endpoint's deliveries are reopened only once it is enabled again", () =>
+      run(
+        Effect.gen(function* () {
+          const endpoints = yield* Endpoint.Endpoints
+          const ep = yield* create({ url: "http://a.test/" })
+          const sent = yield* send()
+          yield* endpoints.update(ep.id, { enabled: false })
+          expect((yield* Outbox.deliveries({}))[0]!.state).toBe("disabled")
+          expect(yield* Outbox.retry({ messageId: sent.id, endpointId: ep.id })).toBe(false)
+          expect(yield* Outbox.recover({ endpointId: ep.id, since: 0 })).toBe(0)
+          expect(yield* Outbox.recover({ since: 0 })).toBe(0)
+          yield* endpoints.update(ep.id, { enabled: true })
+          expect(yield* Outbox.recover({ endpointId: ep.id, since: 0 })).toBe(1)
+          const [lease] = yield* leaseAll("w", [ep.id])
+          expect(lease).toMatchObject({ messageId: sent.id, manual: true, attempt: 1 })
+        })
+      )
+    )
+
     it.effect("the delivery log filters and pages newest first", () =>
       run(
         Effect.gen(function* () {
