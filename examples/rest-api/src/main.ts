@@ -1,7 +1,8 @@
 /**
  * Starts the REST example on PORT (default 3000): sessions in SQLite under DATA_DIR (default
  * `.data/`), signed with SESSION_KEYS (comma-separated, newest first) or with a key made once and
- * kept in DATA_DIR, so logins survive restarts.
+ * kept in DATA_DIR, so logins survive restarts. With REDIS_URL, sessions and rate-limit counters
+ * live in Redis, so several processes (with the same SESSION_KEYS) serve the same users.
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import * as Effect from "effect/Effect"
@@ -13,6 +14,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import { join } from "node:path"
 import { App, RateLimit } from "@strata/core"
+import * as RateLimitRedis from "@strata/core/RateLimitRedis"
+import * as SessionRedis from "@strata/core/SessionRedis"
 import * as SessionSqlite from "@strata/core/SessionSqlite"
 import { makeApp } from "./app.ts"
 import { demoTokens } from "./Auth.ts"
@@ -22,6 +25,7 @@ import * as Users from "./Users.ts"
 const port = Number(process.env["PORT"] ?? 3000)
 const host = process.env["HOST"] ?? "127.0.0.1"
 const dataDir = process.env["DATA_DIR"] ?? ".data"
+const redisUrl = process.env["REDIS_URL"] || undefined
 mkdirSync(dataDir, { recursive: true })
 
 const sessionKeys = (): ReadonlyArray<Redacted.Redacted<string>> => {
@@ -57,8 +61,12 @@ App.serve(makeApp(sessionKeys())).pipe(
     Layer.mergeAll(
       Notes.layerMemory,
       Users.layer,
-      SessionSqlite.layer({ filename: join(dataDir, "sessions.db") }),
-      RateLimit.layerMemory()
+      redisUrl === undefined
+        ? SessionSqlite.layer({ filename: join(dataDir, "sessions.db") })
+        : SessionRedis.layerFromUrl(redisUrl, { prefix: "notes:session:" }),
+      redisUrl === undefined
+        ? RateLimit.layerMemory()
+        : RateLimitRedis.layerFromUrl(redisUrl, { prefix: "notes:ratelimit:" })
     )
   ),
   Layer.provide(NodeHttpServer.layer(createServer, { port, host })),
