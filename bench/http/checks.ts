@@ -5,14 +5,54 @@
  */
 import { deepStrictEqual } from "node:assert/strict"
 import { request } from "node:http"
-import { CHALLENGE, REQUEST_ID_HEADER, sampleOrder, TOKEN, userBody } from "./shared.ts"
+import { type ServerName, serverNames } from "./child.ts"
+import { JWT_SUBJECT, type StaticFixture, type Tokens } from "./fixtures.ts"
+import {
+  CHALLENGE,
+  INVALID_TOKEN_CHALLENGE,
+  loginBody,
+  meBody,
+  REQUEST_ID_HEADER,
+  sampleOrder,
+  sampleUser,
+  SESSION_COOKIE,
+  STATIC_CACHE_CONTROL,
+  STATIC_FILE,
+  STATIC_SIZE,
+  TOKEN,
+  userBody
+} from "./shared.ts"
 
-export const workloadNames = ["hello", "stack", "json"] as const
+export const workloadNames = ["hello", "stack", "json", "session+jwt", "json-schema", "static"] as const
 export type WorkloadName = (typeof workloadNames)[number]
+
+/**
+ * The servers that take part in each workload. Raw Effect has no sessions (it would mean writing a
+ * session store and signed cookies by hand) and no JWT verification, so it sits out `session+jwt`;
+ * Hono and node:http sit it out too (the comparison asked for is Strata against Fastify's plugins).
+ * Hono's `serveStatic` sends neither ETag nor 304s, so Hono sits out `static`.
+ */
+export const participants: Record<WorkloadName, ReadonlyArray<ServerName>> = {
+  hello: serverNames,
+  stack: serverNames,
+  json: serverNames,
+  "session+jwt": ["strata", "fastify"],
+  "json-schema": serverNames,
+  static: ["strata", "effect", "fastify", "node"]
+}
+
+export const takesPart = (server: ServerName, workload: WorkloadName): boolean =>
+  participants[workload].includes(server)
+
+/** What the runner made before starting any server, which some checks and loads need. */
+export interface Fixtures {
+  readonly tokens: Tokens
+  readonly static: StaticFixture
+}
 
 /** One request the load repeats. */
 export interface LoadRequest {
-  readonly method: "GET" | "POST"
+  readonly method: "GET" | "POST" | "HEAD"
   readonly path: string
   readonly headers: Record<string, string>
   readonly body?: string
@@ -21,11 +61,35 @@ export interface LoadRequest {
 /** A session cookie among a few others, as a browser would send. */
 const COOKIE = "theme=dark; sid=s3ss10n-4f9b2c; lang=en-GB; consent=%7B%22ads%22%3Afalse%7D"
 
+/** The `session+jwt` request's cookies: the session's (`sid=…`) between two others. */
+const withSession = (session: string | undefined) =>
+  session === undefined ? "theme=dark; lang=en-GB" : `theme=dark; ${session}; lang=en-GB`
+
+const login: LoadRequest = { method: "POST", path: "/login", headers: {}, body: "" }
+
+const me = (session: string | undefined, token: string | undefined): LoadRequest => ({
+  method: "GET",
+  path: "/api/me",
+  headers: {
+    cookie: withSession(session),
+    ...(token === undefined ? {} : { authorization: `Bearer ${token}` })
+  }
+})
+
+const createUser: LoadRequest = {
+  method: "POST",
+  path: "/users",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify(sampleUser)
+}
+
+const asset: LoadRequest = { method: "GET", path: `/assets/${STATIC_FILE}`, headers: {} }
+
 /**
  * What the load sends per workload. The `stack` request has no `x-request-id`, so every server
  * generates one per request (the costlier branch), as behind a proxy that sets none.
  */
-export const loads: Record<WorkloadName, LoadRequest> = {
+const fixedLoads: Record<Exclude<WorkloadName, "session+jwt">, LoadRequest> = {
   hello: { method: "GET", path: "/hello", headers: {} },
   stack: {
     method: "GET",
@@ -37,13 +101,36 @@ export const loads: Record<WorkloadName, LoadRequest> = {
     path: "/echo",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(sampleOrder)
+  },
+  "json-schema": createUser,
+  static: asset
+}
+
+/**
+ * The request the load repeats against a server that was just started. For `session+jwt` it logs in
+ * once (`POST /login`, a fresh session with counter 1 in the server's memory store) and sends that
+ * session's signed cookie with the valid JWT on every request.
+ */
+export const loadFor = async (
+  base: string,
+  workload: WorkloadName,
+  fixtures: Fixtures
+): Promise<LoadRequest> => {
+  if (workload !== "session+jwt") return fixedLoads[workload]
+  const answer = await send(base, login)
+  const session = sessionCookieOf(answer)
+  if (answer.status !== 200 || session === undefined) {
+    throw new Error(`POST /login answered ${answer.status} without a ${SESSION_COOKIE} cookie`)
   }
+  return me(session, fixtures.tokens.valid)
 }
 
 interface Answer {
   readonly status: number
   readonly headers: Record<string, string | Array<string> | undefined>
+  /** The body as UTF-8 text. */
   readonly body: string
+  readonly bytes: Buffer
 }
 
 const send = (base: string, req: LoadRequest): Promise<Answer> =>
@@ -55,10 +142,12 @@ const send = (base: string, req: LoadRequest): Promise<Answer> =>
       `${base}${req.path}`,
       { method: req.method, headers, agent: false, timeout: 5_000 },
       (res) => {
-        let body = ""
-        res.setEncoding("utf8")
-        res.on("data", (chunk: string) => (body += chunk))
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+        const chunks: Array<Buffer> = []
+        res.on("data", (chunk: Buffer) => chunks.push(chunk))
+        res.on("end", () => {
+          const bytes = Buffer.concat(chunks)
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: bytes.toString("utf8"), bytes })
+        })
         res.on("error", reject)
       }
     )
@@ -76,10 +165,20 @@ export interface ExpectedLog {
   readonly requestId: string
 }
 
+/**
+ * What the checks of one server carry from one to the next: the fixtures, the session cookie that
+ * `POST /login` set, and the ETag the file was served with.
+ */
+interface State {
+  readonly fixtures: Fixtures
+  session?: string
+  etag?: string
+}
+
 interface Check {
   readonly name: string
-  readonly request: LoadRequest
-  readonly expect: (answer: Answer) => void
+  readonly request: LoadRequest | ((state: State) => LoadRequest)
+  readonly expect: (answer: Answer, state: State) => void
   /** Whether the request goes through the logger middleware. */
   readonly logged: boolean
 }
@@ -104,9 +203,70 @@ const expectBadRequest = (answer: Answer) => {
   deepStrictEqual(typeof body.message, "string", "typeof body.message")
 }
 
-const expectUnauthorized = (answer: Answer) => {
+const expectUnauthorized = (answer: Answer, challenge = CHALLENGE) => {
   expectJson(answer, 401, { error: "Unauthorized", message: "Unauthorized" })
-  deepStrictEqual(header(answer, "www-authenticate"), CHALLENGE, "www-authenticate")
+  deepStrictEqual(header(answer, "www-authenticate"), challenge, "www-authenticate")
+}
+
+const setCookies = (answer: Answer): ReadonlyArray<string> => {
+  const value = answer.headers["set-cookie"]
+  return value === undefined ? [] : Array.isArray(value) ? value : [value]
+}
+
+/** The `sid=…` pair of the answer's session cookie, if it set one (not one that clears it). */
+const sessionCookieOf = (answer: Answer): string | undefined => {
+  for (const cookie of setCookies(answer)) {
+    const pair = cookie.split(";", 1)[0]!.trim()
+    if (pair.startsWith(`${SESSION_COOKIE}=`) && pair.length > SESSION_COOKIE.length + 1) return pair
+  }
+  return undefined
+}
+
+const expectNoCookie = (answer: Answer) => {
+  const cookies = setCookies(answer)
+  if (cookies.length > 0) throw new Error(`set-cookie ${JSON.stringify(cookies)}: a read must not write`)
+}
+
+/** The session cookie `POST /login` set; the checks after it need it. */
+const sessionOf = (state: State): string => {
+  if (state.session === undefined) throw new Error("no session cookie: POST /login failed")
+  return state.session
+}
+
+/** The session cookie with one character of its signature changed. */
+const tampered = (session: string): string => {
+  const dot = session.lastIndexOf(".")
+  for (let i = session.length - 1; i > dot; i--) {
+    const c = session[i]!
+    if (/[A-Za-z0-9]/.test(c)) return `${session.slice(0, i)}${c === "a" ? "b" : "a"}${session.slice(i + 1)}`
+  }
+  throw new Error(`no signature to tamper with in ${session}`)
+}
+
+const expectCreated = (answer: Answer) => expectJson(answer, 201, sampleUser)
+
+const expectUnsupportedMediaType = (answer: Answer) => {
+  deepStrictEqual(answer.status, 415, "status")
+  const body = JSON.parse(answer.body) as { error?: unknown }
+  deepStrictEqual(body.error, "UnsupportedMediaType", "body.error")
+}
+
+const expectNotModified = (answer: Answer) => {
+  deepStrictEqual(answer.status, 304, "status")
+  deepStrictEqual(answer.bytes.length, 0, "body length")
+}
+
+/** A traversal attempt: refused (any 4xx), and the file beside the root never in the body. */
+const expectRefused = (answer: Answer, state: State) => {
+  if (answer.status < 400 || answer.status > 499) throw new Error(`status ${answer.status}, not a 4xx`)
+  if (answer.body.includes(state.fixtures.static.secret)) throw new Error("served a file outside the root")
+}
+
+/** A `json-schema` request whose body is the sample with `change` applied to a copy. */
+const userWith = (change: (user: Record<string, any>) => void): LoadRequest => {
+  const user = structuredClone(sampleUser) as Record<string, any>
+  change(user)
+  return { ...createUser, body: JSON.stringify(user) }
 }
 
 const expectGeneratedId = (answer: Answer) => {
@@ -114,14 +274,14 @@ const expectGeneratedId = (answer: Answer) => {
   if (!UUID.test(id)) throw new Error(`x-request-id ${JSON.stringify(id)} is not a fresh UUID`)
 }
 
-const stack = loads.stack
-const json = loads.json
+const stack = fixedLoads.stack
+const json = fixedLoads.json
 
 const checks: Record<WorkloadName, ReadonlyArray<Check>> = {
   hello: [
     {
       name: "GET /hello",
-      request: loads.hello,
+      request: fixedLoads.hello,
       logged: false,
       expect: (a) => {
         deepStrictEqual(a.status, 200, "status")
@@ -167,7 +327,7 @@ const checks: Record<WorkloadName, ReadonlyArray<Check>> = {
       name: "a wrong bearer token: 401",
       request: { ...stack, headers: { ...stack.headers, authorization: "Bearer not-the-token" } },
       logged: true,
-      expect: expectUnauthorized
+      expect: (a) => expectUnauthorized(a)
     },
     {
       name: "another path parameter",
@@ -210,6 +370,261 @@ const checks: Record<WorkloadName, ReadonlyArray<Check>> = {
       logged: false,
       expect: expectBadRequest
     }
+  ],
+  // In order: a login, a second login in the same session, then reads that must not change it.
+  "session+jwt": [
+    {
+      name: "POST /login starts a session and sets its cookie",
+      request: login,
+      logged: false,
+      expect: (a, state) => {
+        expectJson(a, 200, loginBody(1))
+        const session = sessionCookieOf(a)
+        if (session === undefined) throw new Error(`no ${SESSION_COOKIE} cookie set`)
+        const cookie = setCookies(a)
+          .find((c) => c.startsWith(`${SESSION_COOKIE}=`))!
+          .toLowerCase()
+        for (const attribute of ["httponly", "path=/", "samesite=lax"]) {
+          if (!cookie.split(/;\s*/).includes(attribute))
+            throw new Error(`the cookie has no ${attribute}: ${cookie}`)
+        }
+        if (!cookie.includes("max-age=") && !cookie.includes("expires="))
+          throw new Error("the cookie never expires")
+        state.session = session
+      }
+    },
+    {
+      name: "POST /login again in the same session: counter 2",
+      request: (state) => ({ ...login, headers: { cookie: withSession(sessionOf(state)) } }),
+      logged: false,
+      expect: (a) => expectJson(a, 200, loginBody(2))
+    },
+    {
+      name: "GET /api/me: the JWT's subject, the session's counter, no cookie written",
+      request: (state) => me(sessionOf(state), state.fixtures.tokens.valid),
+      logged: false,
+      expect: (a) => {
+        expectJson(a, 200, meBody(JWT_SUBJECT, 2))
+        expectNoCookie(a)
+      }
+    },
+    {
+      name: "GET /api/me again: unchanged",
+      request: (state) => me(sessionOf(state), state.fixtures.tokens.valid),
+      logged: false,
+      expect: (a) => {
+        expectJson(a, 200, meBody(JWT_SUBJECT, 2))
+        expectNoCookie(a)
+      }
+    },
+    {
+      name: "no session cookie: counter 0, and no session is started",
+      request: (state) => me(undefined, state.fixtures.tokens.valid),
+      logged: false,
+      expect: (a) => {
+        expectJson(a, 200, meBody(JWT_SUBJECT, 0))
+        expectNoCookie(a)
+      }
+    },
+    {
+      name: "a tampered session cookie is no session: counter 0",
+      request: (state) => me(tampered(sessionOf(state)), state.fixtures.tokens.valid),
+      logged: false,
+      expect: (a) => expectJson(a, 200, meBody(JWT_SUBJECT, 0))
+    },
+    {
+      name: "no Authorization: 401 with a challenge",
+      request: (state) => me(sessionOf(state), undefined),
+      logged: false,
+      expect: (a) => expectUnauthorized(a)
+    },
+    {
+      name: "an expired JWT: 401 invalid_token",
+      request: (state) => me(sessionOf(state), state.fixtures.tokens.expired),
+      logged: false,
+      expect: (a) => expectUnauthorized(a, INVALID_TOKEN_CHALLENGE)
+    },
+    {
+      name: "a JWT signed with HS512 (not allowed): 401 invalid_token",
+      request: (state) => me(sessionOf(state), state.fixtures.tokens.otherAlgorithm),
+      logged: false,
+      expect: (a) => expectUnauthorized(a, INVALID_TOKEN_CHALLENGE)
+    },
+    {
+      name: "an unsigned JWT (alg none): 401 invalid_token",
+      request: (state) => me(sessionOf(state), state.fixtures.tokens.unsigned),
+      logged: false,
+      expect: (a) => expectUnauthorized(a, INVALID_TOKEN_CHALLENGE)
+    },
+    {
+      name: "a JWT with a bad signature: 401 invalid_token",
+      request: (state) => me(sessionOf(state), state.fixtures.tokens.badSignature),
+      logged: false,
+      expect: (a) => expectUnauthorized(a, INVALID_TOKEN_CHALLENGE)
+    },
+    {
+      name: "a JWT without exp: 401 invalid_token",
+      request: (state) => me(sessionOf(state), state.fixtures.tokens.noExp),
+      logged: false,
+      expect: (a) => expectUnauthorized(a, INVALID_TOKEN_CHALLENGE)
+    }
+  ],
+  "json-schema": [
+    { name: "the load's body: 201 with it", request: createUser, logged: false, expect: expectCreated },
+    {
+      name: "unknown keys, top-level and nested, are dropped",
+      request: userWith((u) => {
+        u["admin"] = true
+        u["profile"].address.extra = "x"
+        u["devices"][0].extra = 1
+      }),
+      logged: false,
+      expect: expectCreated
+    },
+    {
+      name: "a username too short: 400",
+      request: userWith((u) => (u["username"] = "ab")),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "a bio too long: 400",
+      request: userWith((u) => (u["profile"].bio = "x".repeat(281))),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "an age above the bound: 400",
+      request: userWith((u) => (u["age"] = 131)),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "a fractional age: 400",
+      request: userWith((u) => (u["age"] = 36.5)),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "a score above the bound: 400",
+      request: userWith((u) => (u["score"] = 100.5)),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "a 3-letter country in the nested address: 400",
+      request: userWith((u) => (u["profile"].address.country = "GBR")),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "a missing nested field: 400",
+      request: userWith((u) => delete u["profile"].address.city),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "a device with an unknown platform: 400",
+      request: userWith((u) => (u["devices"][2].platform = "windows")),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "no devices: 400",
+      request: userWith((u) => (u["devices"] = [])),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "11 devices: 400",
+      request: userWith((u) => (u["devices"] = Array.from({ length: 11 }, () => u["devices"][0]))),
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      name: "a body that is not JSON: 400",
+      request: { ...createUser, body: '{"username": "unterminated' },
+      logged: false,
+      expect: expectBadRequest
+    },
+    {
+      // Not text/plain: Fastify parses that by default, and then its schema answers 400.
+      name: "a body sent as a form (application/x-www-form-urlencoded): 415",
+      request: { ...createUser, headers: { "content-type": "application/x-www-form-urlencoded" } },
+      logged: false,
+      expect: expectUnsupportedMediaType
+    }
+  ],
+  static: [
+    {
+      name: "GET the file: its bytes, length, type, validators and cache policy",
+      request: asset,
+      logged: false,
+      expect: (a, state) => {
+        deepStrictEqual(a.status, 200, "status")
+        if (!a.bytes.equals(state.fixtures.static.bytes))
+          throw new Error(`body is not the file (${a.bytes.length} bytes)`)
+        deepStrictEqual(header(a, "content-length"), String(STATIC_SIZE), "content-length")
+        deepStrictEqual(header(a, "content-type"), "application/octet-stream", "content-type")
+        deepStrictEqual(header(a, "last-modified"), state.fixtures.static.lastModified, "last-modified")
+        deepStrictEqual(header(a, "cache-control"), STATIC_CACHE_CONTROL, "cache-control")
+        const etag = header(a, "etag")
+        if (etag === undefined || !/^(W\/)?"[^"]+"$/.test(etag)) throw new Error(`etag ${etag}`)
+        state.etag = etag
+      }
+    },
+    {
+      name: "If-None-Match with its ETag: 304",
+      request: (state) => ({ ...asset, headers: { "if-none-match": state.etag! } }),
+      logged: false,
+      expect: expectNotModified
+    },
+    {
+      name: "If-Modified-Since its Last-Modified: 304",
+      request: (state) => ({
+        ...asset,
+        headers: { "if-modified-since": state.fixtures.static.lastModified }
+      }),
+      logged: false,
+      expect: expectNotModified
+    },
+    {
+      name: "If-None-Match with another ETag: 200",
+      request: { ...asset, headers: { "if-none-match": '"stale-0"' } },
+      logged: false,
+      expect: (a, state) => {
+        deepStrictEqual(a.status, 200, "status")
+        if (!a.bytes.equals(state.fixtures.static.bytes)) throw new Error("body is not the file")
+      }
+    },
+    {
+      name: "HEAD: the headers, no body",
+      request: { ...asset, method: "HEAD" },
+      logged: false,
+      expect: (a) => {
+        deepStrictEqual(a.status, 200, "status")
+        deepStrictEqual(header(a, "content-length"), String(STATIC_SIZE), "content-length")
+        deepStrictEqual(a.bytes.length, 0, "body length")
+      }
+    },
+    {
+      name: "a file that is not there: 404",
+      request: { ...asset, path: "/assets/absent.bin" },
+      logged: false,
+      expect: (a) => deepStrictEqual(a.status, 404, "status")
+    },
+    {
+      name: "../ out of the root: refused",
+      request: { ...asset, path: "/assets/../secret.txt" },
+      logged: false,
+      expect: expectRefused
+    },
+    {
+      name: "%2e%2e%2f out of the root: refused",
+      request: { ...asset, path: "/assets/%2e%2e%2fsecret.txt" },
+      logged: false,
+      expect: expectRefused
+    }
   ]
 }
 
@@ -219,7 +634,8 @@ const checks: Record<WorkloadName, ReadonlyArray<Check>> = {
  */
 export const verify = async (
   base: string,
-  workloads: ReadonlyArray<WorkloadName>
+  workloads: ReadonlyArray<WorkloadName>,
+  fixtures: Fixtures
 ): Promise<{
   readonly failures: ReadonlyArray<string>
   readonly expectedLogs: ReadonlyArray<ExpectedLog>
@@ -227,13 +643,15 @@ export const verify = async (
   const failures: Array<string> = []
   const expectedLogs: Array<ExpectedLog> = []
   for (const workload of workloads) {
+    const state: State = { fixtures }
     for (const check of checks[workload]) {
       try {
-        const answer = await send(base, check.request)
-        check.expect(answer)
+        const req = typeof check.request === "function" ? check.request(state) : check.request
+        const answer = await send(base, req)
+        check.expect(answer, state)
         if (check.logged) {
           expectedLogs.push({
-            path: check.request.path,
+            path: req.path,
             status: answer.status,
             requestId: header(answer, REQUEST_ID_HEADER) ?? ""
           })

@@ -1,10 +1,15 @@
 /**
  * The HTTP load benchmark: `npx -y pnpm@10 bench:http` from the repository root.
  *
- * For each server (strata, effect, fastify, hono, node) it first checks every answer and the
- * request log; a server that answers wrong is reported and left out. Then, per round, workload and
- * server, it starts the server alone in a fresh process, warms it up, loads it with autocannon from
- * this process, reads its RSS and stops it. It prints a table and writes bench/results/http.json.
+ * For each server (strata, effect, fastify, hono, node) it first checks every answer of the workloads
+ * it takes part in (`participants` in checks.ts) and the request log; a server that answers wrong is
+ * reported and left out. Then, per round, workload and server, it starts the server alone in a fresh
+ * process, warms it up, loads it with autocannon from this process, reads its RSS and stops it. It
+ * prints a table and writes bench/results/http.json.
+ *
+ * Before any server starts it makes the fixtures (fixtures.ts): a temporary directory with the 64 KiB
+ * file of the `static` workload, given to the servers in BENCH_STATIC_ROOT and removed at exit, and the
+ * JWTs of `session+jwt`.
  *
  * The machine has two cores: one for the server, one for autocannon here. The exit code is non-zero
  * only when a server fails to start or answers wrong, never because of a figure.
@@ -19,7 +24,17 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { createServer } from "node:http"
 import { cpus, totalmem } from "node:os"
 import { fileURLToPath } from "node:url"
-import { type LoadRequest, loads, verify, verifyLogs, type WorkloadName, workloadNames } from "./checks.ts"
+import {
+  type Fixtures,
+  type LoadRequest,
+  loadFor,
+  participants,
+  takesPart,
+  verify,
+  verifyLogs,
+  type WorkloadName,
+  workloadNames
+} from "./checks.ts"
 import {
   killCurrentNow,
   machineBusySeconds,
@@ -31,6 +46,7 @@ import {
   start,
   stop
 } from "./child.ts"
+import { makeStaticFixture, makeTokens } from "./fixtures.ts"
 import { HOST } from "./shared.ts"
 import { type Sample, summarize, table } from "./report.ts"
 
@@ -74,9 +90,17 @@ const config = (() => {
   }
 })()
 
+const fixtures: Fixtures = { tokens: makeTokens(), static: makeStaticFixture() }
+// Every server is started with this process's environment.
+process.env["BENCH_STATIC_ROOT"] = fixtures.static.root
+
 // However things go, no server outlives the runner: a signal or an exit kills the current one by
-// its pid, and a watchdog ends a run that takes far longer than its settings allow.
-process.on("exit", killCurrentNow)
+// its pid, and a watchdog ends a run that takes far longer than its settings allow. The fixtures'
+// directory goes with it.
+process.on("exit", () => {
+  killCurrentNow()
+  fixtures.static.remove()
+})
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     killCurrentNow()
@@ -84,10 +108,12 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   })
 }
 const cellBudgetS = config.warmup + config.duration + 60
+const cellCount = config.workloads.reduce(
+  (n, w) => n + config.servers.filter((s) => takesPart(s, w)).length,
+  0
+)
 const budgetS =
-  60 +
-  config.servers.length * 60 +
-  config.rounds * config.workloads.length * config.servers.length * cellBudgetS * (1 + config.retries)
+  60 + config.servers.length * 60 + config.rounds * cellCount * cellBudgetS * (1 + config.retries)
 setTimeout(() => {
   console.error(`bench:http: still running after ${budgetS} s; giving up`)
   killCurrentNow()
@@ -116,7 +142,11 @@ const failed = new Map<ServerName, ReadonlyArray<string>>()
 const check = async (name: ServerName): Promise<void> => {
   try {
     const server = await start(name, { logToStderr: true })
-    const { failures, expectedLogs } = await verify(server.url, workloadNames)
+    const { failures, expectedLogs } = await verify(
+      server.url,
+      workloadNames.filter((w) => takesPart(name, w)),
+      fixtures
+    )
     await stop()
     const all = [...failures, ...(failures.length === 0 ? verifyLogs(server.stderr(), expectedLogs) : [])]
     if (all.length > 0) failed.set(name, all)
@@ -130,20 +160,21 @@ const check = async (name: ServerName): Promise<void> => {
 const measureOnce = async (name: ServerName, workload: WorkloadName): Promise<Sample | undefined> => {
   try {
     const server = await start(name, { logToStderr: false })
-    const { failures } = await verify(server.url, [workload])
+    const { failures } = await verify(server.url, [workload], fixtures)
     if (failures.length > 0) {
       failed.set(name, failures)
       return undefined
     }
+    const req = await loadFor(server.url, workload, fixtures)
     // The warm-up lets V8 optimize the hot paths and the server grow its pools, as in production.
-    await load(server, loads[workload], config.warmup)
+    await load(server, req, config.warmup)
     // CPU accounting around the measured run: the server's share, this process's (autocannon) and
     // the rest of the machine's, which is noise from other processes.
     const wall0 = performance.now()
     const busy0 = machineBusySeconds()
     const server0 = processCpuSeconds(server.pid)
     const runner0 = process.cpuUsage()
-    const result = await load(server, loads[workload], config.duration)
+    const result = await load(server, req, config.duration)
     const wallS = (performance.now() - wall0) / 1000
     const runnerUsage = process.cpuUsage(runner0)
     const runnerS = (runnerUsage.user + runnerUsage.system) / 1e6
@@ -258,12 +289,16 @@ const main = async () => {
   await warmLoadGenerator(Math.max(2, config.warmup))
 
   const samples = new Map<WorkloadName, Map<ServerName, Array<Sample>>>(
-    config.workloads.map((w) => [w, new Map(config.servers.map((s) => [s, []]))])
+    config.workloads.map((w) => [
+      w,
+      new Map(config.servers.filter((s) => takesPart(s, w)).map((s) => [s, []]))
+    ])
   )
   for (let round = 0; round < config.rounds; round++) {
     for (const workload of config.workloads) {
       // Each round starts from another server, so none is always the first or last to run.
-      const order = config.servers.map((_, i) => config.servers[(i + round) % config.servers.length]!)
+      const servers = config.servers.filter((s) => takesPart(s, workload))
+      const order = servers.map((_, i) => servers[(i + round) % servers.length]!)
       for (const name of order) {
         if (failed.has(name)) continue
         log(`round ${round + 1}/${config.rounds} ${workload} ${name}`)
@@ -305,6 +340,7 @@ const main = async () => {
           maxBackgroundCores: config.maxBackground,
           retries: config.retries
         },
+        participants: Object.fromEntries(config.workloads.map((w) => [w, participants[w]])),
         machine: {
           node: process.version,
           cpus: cpus().length,

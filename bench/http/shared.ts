@@ -204,3 +204,195 @@ export const badRequestBody = (message: string) => ({ error: "BadRequest", messa
 export const announce = (port: number): void => {
   process.stdout.write(`listening ${port}\n`)
 }
+
+// ---------------------------------------------------------------------------------------------------
+// `session+jwt`
+// ---------------------------------------------------------------------------------------------------
+
+/** The HS256 secret the JWTs are signed with (32 bytes: the least RFC 7518 allows for HS256). */
+export const JWT_SECRET = "bench-jwt-secret-0123456789abcdef"
+
+/** The key session cookies are signed with (32 bytes or more, as both Strata and Fastify require). */
+export const SESSION_SECRET = "bench-session-secret-0123456789ab"
+
+/** The session cookie's name in every server (Fastify's default is `sessionId`, Strata's `sid`). */
+export const SESSION_COOKIE = "sid"
+
+/** How long a session cookie lives: Strata's default absolute timeout, given to Fastify too. */
+export const SESSION_MAX_AGE_S = 7 * 24 * 60 * 60
+
+/**
+ * The `WWW-Authenticate` challenge of a rejected JWT (RFC 6750 §3.1); a missing one gets `CHALLENGE`
+ * alone, which is what `Auth.jwt({ realm: "bench" })` answers.
+ */
+export const INVALID_TOKEN_CHALLENGE = `${CHALLENGE}, error="invalid_token"`
+
+/** Leeway for `exp` and `nbf`: Strata's default, given to Fastify's verifier too. */
+export const CLOCK_TOLERANCE_S = 5
+
+/** The body of `POST /login` and `GET /api/me`: who the JWT names, and the session's counter. */
+export const meBody = (user: string, counter: number) => ({ user, counter })
+
+/** The body of `POST /login`: the counter after the login incremented it. */
+export const loginBody = (counter: number) => ({ counter })
+
+// ---------------------------------------------------------------------------------------------------
+// `json-schema`
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * The limits the `json-schema` payload is validated against; one table, so the Effect Schema, the
+ * JSON Schema and the hand-written check below cannot drift apart. Lengths are of ASCII strings in
+ * the checks (JSON Schema counts code points, JavaScript UTF-16 units; ASCII is the same in both).
+ */
+export const limits = {
+  username: [3, 32],
+  email: [6, 254],
+  age: [13, 130],
+  displayName: [1, 64],
+  bio: [0, 280],
+  locale: [2, 16],
+  street: [1, 120],
+  city: [1, 80],
+  postcode: [3, 12],
+  country: [2, 2],
+  devices: [1, 10],
+  deviceId: [8, 64],
+  lastSeen: [0, 4_102_444_800],
+  score: [0, 100]
+} as const satisfies Record<string, readonly [number, number]>
+
+export const platforms = ["ios", "android", "web"] as const
+
+/** The `json-schema` workload's payload. */
+export interface NewUser {
+  readonly username: string
+  readonly email: string
+  readonly age: number
+  readonly profile: {
+    readonly displayName: string
+    readonly bio: string
+    readonly locale: string
+    readonly address: {
+      readonly street: string
+      readonly city: string
+      readonly postcode: string
+      readonly country: string
+    }
+  }
+  readonly devices: ReadonlyArray<{
+    readonly id: string
+    readonly platform: (typeof platforms)[number]
+    readonly lastSeen: number
+    readonly trusted: boolean
+  }>
+  readonly score: number
+  readonly newsletter: boolean
+}
+
+/** About 1 KB once serialized, sent by the load for `POST /users`. */
+export const sampleUser: NewUser = {
+  username: "ada_lovelace",
+  email: "ada.lovelace@example.com",
+  age: 36,
+  profile: {
+    displayName: "Ada Lovelace",
+    bio:
+      "Mathematician and writer, chiefly known for her work on Charles Babbage's proposed mechanical " +
+      "general-purpose computer, the Analytical Engine. She was the first to recognise that the machine " +
+      "had applications beyond pure calculation, and published the first algorithm for it.",
+    locale: "en-GB",
+    address: { street: "12 St James's Square", city: "London", postcode: "SW1Y 4JH", country: "GB" }
+  },
+  devices: [
+    { id: "dev-7f3a9c2b4e", platform: "ios", lastSeen: 1_736_930_000, trusted: true },
+    { id: "dev-1b8d6f0a3c", platform: "android", lastSeen: 1_736_843_600, trusted: false },
+    { id: "dev-9e2c4a7b1d", platform: "web", lastSeen: 1_736_757_200, trusted: true },
+    { id: "dev-5d0f8b3e6a", platform: "web", lastSeen: 1_736_670_800, trusted: false },
+    { id: "dev-2a6e9c1f7b", platform: "ios", lastSeen: 1_736_584_400, trusted: true }
+  ],
+  score: 87.5,
+  newsletter: false
+}
+
+const inLength = (u: unknown, [min, max]: readonly [number, number]): u is string =>
+  isString(u) && u.length >= min && u.length <= max
+
+const inRange = (u: unknown, [min, max]: readonly [number, number], integer: boolean): u is number =>
+  typeof u === "number" && (integer ? Number.isInteger(u) : Number.isFinite(u)) && u >= min && u <= max
+
+/**
+ * The hand-written check of the `json-schema` payload for the servers without a schema library (node,
+ * Hono): the rules of `limits`, and, like Schema decoding and Ajv's `removeAdditional`, a fresh
+ * object with only the declared keys. Returns it, or the message of the first problem.
+ */
+export const validateNewUser = (u: unknown): NewUser | string => {
+  if (!isRecord(u)) return "body must be an object"
+  const { username, email, age, profile, devices, score, newsletter } = u
+  if (!inLength(username, limits.username)) return "username: bad length"
+  if (!inLength(email, limits.email)) return "email: bad length"
+  if (!inRange(age, limits.age, true)) return "age: an integer in range"
+  if (!isRecord(profile)) return "profile must be an object"
+  const { displayName, bio, locale, address } = profile
+  if (!inLength(displayName, limits.displayName)) return "profile.displayName: bad length"
+  if (!inLength(bio, limits.bio)) return "profile.bio: bad length"
+  if (!inLength(locale, limits.locale)) return "profile.locale: bad length"
+  if (!isRecord(address)) return "profile.address must be an object"
+  const { street, city, postcode, country } = address
+  if (!inLength(street, limits.street)) return "profile.address.street: bad length"
+  if (!inLength(city, limits.city)) return "profile.address.city: bad length"
+  if (!inLength(postcode, limits.postcode)) return "profile.address.postcode: bad length"
+  if (!inLength(country, limits.country)) return "profile.address.country: bad length"
+  if (!Array.isArray(devices)) return "devices must be an array"
+  if (devices.length < limits.devices[0] || devices.length > limits.devices[1]) return "devices: bad count"
+  const outDevices: Array<NewUser["devices"][number]> = []
+  for (const device of devices as ReadonlyArray<unknown>) {
+    if (!isRecord(device)) return "each device must be an object"
+    const { id, platform, lastSeen, trusted } = device
+    if (!inLength(id, limits.deviceId)) return "device.id: bad length"
+    if (!(platforms as ReadonlyArray<unknown>).includes(platform)) return "device.platform: unknown"
+    if (!inRange(lastSeen, limits.lastSeen, true)) return "device.lastSeen: an integer in range"
+    if (typeof trusted !== "boolean") return "device.trusted must be a boolean"
+    outDevices.push({ id, platform: platform as NewUser["devices"][number]["platform"], lastSeen, trusted })
+  }
+  if (!inRange(score, limits.score, false)) return "score: a number in range"
+  if (typeof newsletter !== "boolean") return "newsletter must be a boolean"
+  return {
+    username,
+    email,
+    age,
+    profile: { displayName, bio, locale, address: { street, city, postcode, country } },
+    devices: outDevices,
+    score,
+    newsletter
+  }
+}
+
+/** The 415 body every server answers a `POST /users` that is not JSON with (Strata's shape). */
+export const unsupportedMediaTypeBody = { error: "UnsupportedMediaType", message: "Unsupported Media Type" }
+
+/** Whether a Content-Type header names JSON (`application/json`, any parameters). */
+export const isJsonContentType = (header: string | undefined): boolean =>
+  header !== undefined && header.split(";", 1)[0]!.trim().toLowerCase() === "application/json"
+
+// ---------------------------------------------------------------------------------------------------
+// `static`
+// ---------------------------------------------------------------------------------------------------
+
+/** The file the `static` load asks for, under `/assets/`, and its size. */
+export const STATIC_FILE = "file.bin"
+export const STATIC_SIZE = 64 * 1024
+
+/** The `Cache-Control` every server sends with the file. */
+export const STATIC_CACHE_CONTROL = "public, max-age=3600"
+
+/**
+ * The directory served under `/assets/`: made by the runner in a temporary directory (with the file
+ * in it, and a file beside it that must never be served) and given to each server in
+ * `BENCH_STATIC_ROOT`.
+ */
+export const staticRoot = (): string => {
+  const root = process.env["BENCH_STATIC_ROOT"]
+  if (root === undefined || root === "") throw new Error("BENCH_STATIC_ROOT is not set (the runner sets it)")
+  return root
+}

@@ -7,7 +7,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Schema from "effect/Schema"
 import * as HttpServer from "effect/http/HttpServer"
-import { announce, logSink } from "../shared.ts"
+import { announce, limits, logSink, platforms } from "../shared.ts"
 
 /**
  * The `json` workload's payload as an Effect Schema: the same rules as `validateOrder` and the
@@ -26,6 +26,40 @@ export const Order = Schema.Struct({
   tags: Schema.Array(Schema.String),
   note: Schema.String,
   createdAt: Schema.String
+})
+
+const text = ([min, max]: readonly [number, number]) => Schema.String.check(Schema.isBetweenLength(min, max))
+const between = ([minimum, maximum]: readonly [number, number]) => Schema.isBetween({ minimum, maximum })
+
+/**
+ * The `json-schema` workload's payload as an Effect Schema, from the same `limits` as the Fastify JSON
+ * Schema and `validateNewUser`.
+ */
+export const NewUser = Schema.Struct({
+  username: text(limits.username),
+  email: text(limits.email),
+  age: Schema.Int.check(between(limits.age)),
+  profile: Schema.Struct({
+    displayName: text(limits.displayName),
+    bio: text(limits.bio),
+    locale: text(limits.locale),
+    address: Schema.Struct({
+      street: text(limits.street),
+      city: text(limits.city),
+      postcode: text(limits.postcode),
+      country: text(limits.country)
+    })
+  }),
+  devices: Schema.Array(
+    Schema.Struct({
+      id: text(limits.deviceId),
+      platform: Schema.Literals(platforms),
+      lastSeen: Schema.Int.check(between(limits.lastSeen)),
+      trusted: Schema.Boolean
+    })
+  ).check(Schema.isBetweenLength(limits.devices[0], limits.devices[1])),
+  score: Schema.Finite.check(between(limits.score)),
+  newsletter: Schema.Boolean
 })
 
 /**

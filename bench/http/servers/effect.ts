@@ -1,7 +1,8 @@
 /**
  * The raw Effect server: the same behaviour as the Strata server, hand-written on Effect 4's
  * `effect/http` HttpRouter (`HttpRouter.add`, `HttpRouter.middleware`, `HttpRouter.serve`) with no
- * Strata. The difference between the two is what Strata's layer costs per request.
+ * Strata. The difference between the two is what Strata's layer costs per request. It sits out
+ * `session+jwt`: Effect has neither sessions nor JWT verification to write it with.
  */
 import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
 import * as Clock from "effect/Clock"
@@ -11,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import * as HttpStaticServer from "effect/http/HttpStaticServer"
 import { createServer } from "node:http"
 import {
   badRequestBody,
@@ -18,15 +20,19 @@ import {
   benchPrincipal,
   CHALLENGE,
   HOST,
+  isJsonContentType,
   pathOf,
   type Principal as PrincipalShape,
   REQUEST_ID_HEADER,
   requestIdOf,
+  STATIC_CACHE_CONTROL,
+  staticRoot,
   TOKEN,
   unauthorizedBody,
+  unsupportedMediaTypeBody,
   userBody
 } from "../shared.ts"
-import { AnnouncePort, JsonLogger, Order } from "./effect-shared.ts"
+import { AnnouncePort, JsonLogger, NewUser, Order } from "./effect-shared.ts"
 
 class RequestId extends Context.Service<RequestId, string>()("bench/RequestId") {}
 class Session extends Context.Service<Session, { readonly sid: string | undefined }>()("bench/Session") {}
@@ -114,9 +120,33 @@ const echo = HttpRouter.add(
   )
 )
 
+// `schemaBodyJson` parses any body as JSON whatever its Content-Type; the 415 is checked by hand.
+const createUser = HttpRouter.add(
+  "POST",
+  "/users",
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    isJsonContentType(request.headers["content-type"])
+      ? HttpServerRequest.schemaBodyJson(NewUser).pipe(
+          Effect.map((input) => HttpServerResponse.jsonUnsafe(input, { status: 201 })),
+          Effect.catch((error) =>
+            Effect.succeed(HttpServerResponse.jsonUnsafe(badRequestBody(error.message), { status: 400 }))
+          )
+        )
+      : Effect.succeed(HttpServerResponse.jsonUnsafe(unsupportedMediaTypeBody, { status: 415 }))
+  )
+)
+
+// Effect's own static file server: ETag and Last-Modified from `HttpPlatform.fileResponse`, 304s.
+const assets = HttpStaticServer.layer({
+  root: staticRoot(),
+  prefix: "/assets",
+  cacheControl: STATIC_CACHE_CONTROL,
+  index: undefined
+})
+
 const hello = HttpRouter.add("GET", "/hello", HttpServerResponse.text("hello"))
 
-HttpRouter.serve(Layer.mergeAll(hello, user, echo), { disableLogger: true }).pipe(
+HttpRouter.serve(Layer.mergeAll(hello, user, echo, createUser, assets), { disableLogger: true }).pipe(
   Layer.merge(AnnouncePort),
   Layer.provide(NodeHttpServer.layer(createServer, { port: 0, host: HOST })),
   Layer.provide(JsonLogger),

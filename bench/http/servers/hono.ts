@@ -1,10 +1,14 @@
 /**
  * The Hono server on @hono/node-server: the stack as `app.use` middleware on `/api/*`, the cookie
- * read with Hono's own helper, the payload checked by the shared hand-written validator.
+ * read with Hono's own helper, the payloads checked by the shared hand-written validators (the
+ * `json-schema` one through Hono's built-in `validator("json", …)`). It sits out `session+jwt` and
+ * `static` (@hono/node-server's `serveStatic` sends no ETag and answers no conditional request).
  */
 import { serve } from "@hono/node-server"
 import { Hono } from "hono"
 import { getCookie } from "hono/cookie"
+import { HTTPException } from "hono/http-exception"
+import { validator } from "hono/validator"
 import {
   announce,
   badRequestBody,
@@ -12,13 +16,16 @@ import {
   benchPrincipal,
   CHALLENGE,
   HOST,
+  isJsonContentType,
   logRequest,
   type Principal,
   REQUEST_ID_HEADER,
   requestIdOf,
   TOKEN,
   unauthorizedBody,
+  unsupportedMediaTypeBody,
   userBody,
+  validateNewUser,
   validateOrder
 } from "../shared.ts"
 
@@ -34,6 +41,26 @@ type Env = {
 const app = new Hono<Env>()
 
 app.get("/hello", (c) => c.text("hello"))
+
+// Hono's `validator("json")` throws an HTTPException(400) for a body that is not JSON; it gets the
+// same 400 body as elsewhere.
+app.onError((error, c) =>
+  error instanceof HTTPException && error.status === 400
+    ? c.json(badRequestBody(error.message), 400)
+    : c.json({ error: "InternalServerError", message: "Internal Server Error" }, 500)
+)
+
+app.post(
+  "/users",
+  // The validator reads the body only for a JSON media type and validates `{}` otherwise; the 415
+  // is answered here first.
+  validator("json", (value, c) => {
+    if (!isJsonContentType(c.req.header("content-type"))) return c.json(unsupportedMediaTypeBody, 415)
+    const user = validateNewUser(value)
+    return typeof user === "string" ? c.json(badRequestBody(user), 400) : user
+  }),
+  (c) => c.json(c.req.valid("json"), 201)
+)
 
 app.post("/echo", async (c) => {
   let body: unknown
