@@ -19,6 +19,7 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import * as HttpError from "./HttpError.ts"
 import * as Middleware from "./Middleware.ts"
 import type * as Session from "./Session.ts"
+import * as Signing from "./internal/signing.ts"
 
 type IdentifierOf<K> = K extends Context.Key<infer I, any> ? I : never
 
@@ -143,12 +144,12 @@ const sha256 = (value: string): Buffer => createHash("sha256").update(value, "ut
  * @category utils
  */
 export const constantTimeEqual = (
-  a: string | Redacted.Redacted<string>,
-  b: string | Redacted.Redacted<string>
+  a: string | Uint8Array | Redacted.Redacted<string>,
+  b: string | Uint8Array | Redacted.Redacted<string>
 ): boolean =>
-  timingSafeEqual(
-    sha256(Redacted.isRedacted(a) ? Redacted.value(a) : a),
-    sha256(Redacted.isRedacted(b) ? Redacted.value(b) : b)
+  Signing.constantTimeEqual(
+    Redacted.isRedacted(a) ? Redacted.value(a) : a,
+    Redacted.isRedacted(b) ? Redacted.value(b) : b
   )
 
 // ---------------------------------------------------------------------------------------------

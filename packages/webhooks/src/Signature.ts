@@ -20,7 +20,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import { HttpError } from "@strata/core"
+import { Auth, HttpError } from "@strata/core"
 import {
   createHmac,
   createSecretKey,
@@ -32,7 +32,6 @@ import {
   sign as cryptoSign,
   verify as cryptoVerify
 } from "node:crypto"
-import { constantTimeEqual } from "./internal/constantTime.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Keys
@@ -461,7 +460,7 @@ const matches = (
     const version = entry.slice(0, comma)
     const signature = entry.slice(comma + 1)
     if (version === "v1") {
-      for (const expected of expectedV1) if (constantTimeEqual(signature, expected)) ok = true
+      for (const expected of expectedV1) if (Auth.constantTimeEqual(signature, expected)) ok = true
     } else if (version === "v1a") {
       if (!base64.test(signature)) continue
       const bytes = Buffer.from(signature, "base64")
@@ -532,7 +531,7 @@ export const verifyStripe = (
     let ok = false
     for (const secret of secrets) {
       const expected = stripeMac(secret, t, payload)
-      for (const candidate of v1) if (constantTimeEqual(candidate, expected)) ok = true
+      for (const candidate of v1) if (Auth.constantTimeEqual(candidate, expected)) ok = true
     }
     if (!ok) return yield* new InvalidSignature()
     const timestamp = Number(t)
@@ -568,7 +567,7 @@ export const verifyGithub = (
       return yield* new MalformedHeader({ header: "x-hub-signature-256", reason: "not sha256=<hex>" })
     let ok = false
     for (const secret of secrets) {
-      if (constantTimeEqual(hex, signGithub(payload, secret).slice(7))) ok = true
+      if (Auth.constantTimeEqual(hex, signGithub(payload, secret).slice(7))) ok = true
     }
     if (!ok) return yield* new InvalidSignature()
   })

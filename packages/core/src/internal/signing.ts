@@ -64,7 +64,7 @@ export const unsign = (
  * @internal Compares two strings in time that depends only on their lengths (both are hashed first,
  * so even the length of the secret does not leak through an early exit).
  */
-export const constantTimeEqual = (a: string, b: string): boolean => {
+export const constantTimeEqual = (a: string | Uint8Array, b: string | Uint8Array): boolean => {
   const ha = createHmac("sha256", hashKey).update(a).digest()
   const hb = createHmac("sha256", hashKey).update(b).digest()
   return timingSafeEqual(ha, hb)
