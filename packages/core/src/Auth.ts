@@ -556,7 +556,7 @@ const seconds = (input: Duration.Input): number => Duration.toSeconds(Duration.f
 const millis = (input: Duration.Input): number =>
   Math.round(Duration.toMillis(Duration.fromInputUnsafe(input)))
 
-const keyOf = (options: JwtKey): Uint8Array | Jose.JWTVerifyGetKey => {
+const keyOf = (options: JwtKey): Jose.JWTVerifyGetKey => {
   for (const algorithm of options.algorithms) {
     const allowed =
       options.secret !== undefined
@@ -569,7 +569,23 @@ const keyOf = (options: JwtKey): Uint8Array | Jose.JWTVerifyGetKey => {
     const needed = Math.max(...options.algorithms.map((a) => hmacKeyBytes[a as HmacAlgorithm]))
     // RFC 7518 §3.2: the key must be at least as long as the hash output.
     if (bytes.length < needed) throw new Error(`jwt: the secret must be at least ${needed} bytes long`)
-    return bytes
+    // Imported once per algorithm: handed raw bytes, jose would import the key on every verification.
+    // jose checks `alg` against the allowlist before asking for the key, and a CryptoKey imported
+    // for one hash is refused for another.
+    const imported = new Map<string, Promise<CryptoKey>>()
+    return (header) => {
+      const alg = header.alg ?? ""
+      let key = imported.get(alg)
+      if (key === undefined) {
+        if (!Object.hasOwn(hmacKeyBytes, alg))
+          return Promise.reject(new Jose.errors.JOSEAlgNotAllowed("algorithm not allowed"))
+        key = crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: `SHA-${alg.slice(2)}` }, false, [
+          "verify"
+        ])
+        imported.set(alg, key)
+      }
+      return key
+    }
   }
   const jwks = options.jwks
   if (jwks.keys !== undefined) return Jose.createLocalJWKSet({ keys: [...jwks.keys] })
@@ -639,9 +655,7 @@ export const jwt = <Id, User, RD = never>(
   }
   const verify = (token: string, now: number) => {
     const withDate = { ...verifyOptions, currentDate: new Date(now) }
-    return typeof key === "function"
-      ? Jose.jwtVerify(token, key, withDate)
-      : Jose.jwtVerify(token, key, withDate)
+    return Jose.jwtVerify(token, key, withDate)
   }
   const rejected = (
     error: unknown

@@ -468,6 +468,32 @@ describe("Auth.jwt", () => {
     })
   )
 
+  it.effect("several HMAC algorithms share one secret, each verified with its own imported key", () =>
+    Effect.gen(function* () {
+      yield* atT0
+      const both = Auth.jwt({
+        provides: CurrentUser,
+        secret,
+        algorithms: ["HS256", "HS512"],
+        issuer: "https://issuer.test",
+        audience: "api",
+        decode: UserFromClaims
+      })
+      // Twice each, in alternation: the second verification of each algorithm uses the cached key.
+      for (let round = 0; round < 2; round++) {
+        for (const alg of ["HS256", "HS512"]) {
+          const token = yield* sign(claims(), alg, secretBytes)
+          expect((yield* attempt(both, bearerOf(token))).user).toEqual(ada)
+        }
+      }
+      // A token whose header says HS512 but was signed with HS256 fails: keys are not reused across hashes.
+      const hs256 = yield* sign(claims(), "HS256", secretBytes)
+      const [, payload, signature] = hs256.split(".")
+      const relabelled = `${b64url({ alg: "HS512", typ: "JWT" })}.${payload}.${signature}`
+      expectRejected(yield* attempt(both, bearerOf(relabelled)), relabelled)
+    })
+  )
+
   it.effect("RS256 and ES256 through a local JWKS", () =>
     Effect.gen(function* () {
       yield* atT0
