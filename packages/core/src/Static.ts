@@ -181,6 +181,7 @@ export const handler = (
       ? `${options.cacheControl ?? "public, max-age=31536000"}, immutable`
       : options.cacheControl
   const mimeTypes = options.mimeTypes ?? {}
+  let knownRoot: string | undefined
 
   return Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
@@ -206,19 +207,29 @@ export const handler = (
     const root = path.resolve(options.root)
     const lexical = path.resolveWithin(root, target.segments.join(path.sep))
     if (Option.isNone(lexical)) return yield* new HttpError.NotFound()
-    const realRoot = yield* lookup(fs.realPath(root))
+    const inside = (realRoot: string, real: string) => {
+      const relative = path.relative(realRoot, real)
+      return !(
+        relative !== "" &&
+        (relative === ".." || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative))
+      )
+    }
 
     // The real path of `candidate` if it is inside the root; a symlink that leads out is absent.
+    // The root's real path is remembered between requests (one file-system call fewer each) and
+    // looked up again before refusing, so a root that is a re-pointed symlink (a release switch)
+    // is followed.
     const contained = (candidate: string) =>
       Effect.gen(function* () {
         const real = yield* lookup(fs.realPath(candidate))
-        const relative = path.relative(realRoot, real)
-        if (
-          relative !== "" &&
-          (relative === ".." || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative))
-        ) {
-          return yield* new HttpError.NotFound()
+        let realRoot = knownRoot ?? (knownRoot = yield* lookup(fs.realPath(root)))
+        if (!inside(realRoot, real)) {
+          const fresh = yield* lookup(fs.realPath(root))
+          if (fresh === realRoot) return yield* new HttpError.NotFound()
+          knownRoot = realRoot = fresh
+          if (!inside(realRoot, real)) return yield* new HttpError.NotFound()
         }
+        const relative = path.relative(realRoot, real)
         if (dotfiles !== "allow" && relative.split(path.sep).some((s) => s.startsWith("."))) {
           return yield* hidden(dotfiles)
         }

@@ -266,6 +266,36 @@ describe("Static in-process", () => {
     expect(await trap.text()).toBe("trap ".repeat(10))
   })
 
+  it("follows a root that is a re-pointed symlink (a release switch) and still refuses escapes", async () => {
+    write("releases/one/version.txt", "one")
+    write("releases/two/version.txt", "two")
+    const current = nodePath.join(tmp, "current")
+    fs.symlinkSync(nodePath.join(tmp, "releases", "one"), current)
+    fs.symlinkSync(
+      nodePath.join(tmp, "outside", "secret.txt"),
+      nodePath.join(tmp, "releases", "two", "leak.txt")
+    )
+    const release = App.toWebHandler(
+      Router.make([Static.route("/r/*", { root: current })]),
+      NodeHttpServer.layerHttpServices
+    )
+    const fetchText = async (path: string) => {
+      const res = await release.handler(new Request(`http://x${path}`))
+      return [res.status, await res.text()]
+    }
+    try {
+      expect(await fetchText("/r/version.txt")).toEqual([200, "one"])
+      fs.unlinkSync(current)
+      fs.symlinkSync(nodePath.join(tmp, "releases", "two"), current)
+      expect(await fetchText("/r/version.txt")).toEqual([200, "two"])
+      const [status, body] = await fetchText("/r/leak.txt")
+      expect(status).toBe(404)
+      expect(body).not.toContain(SECRET)
+    } finally {
+      await release.dispose()
+    }
+  })
+
   it("streams the file rather than reading it into memory", async () => {
     const response = await Effect.runPromise(
       Static.handler({ root }).pipe(
