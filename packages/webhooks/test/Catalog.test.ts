@@ -5,7 +5,7 @@ import * as Schema from "effect/Schema"
 import * as TestClock from "effect/testing/TestClock"
 import * as fc from "fast-check"
 import { Catalog } from "../src/index.ts"
-import { effectProperty } from "./property.ts"
+import * as Property from "@strata/core/Property"
 
 const events = Catalog.make({
   "user.created": Schema.Struct({ id: Schema.String, age: Schema.Int }),
@@ -67,7 +67,7 @@ describe("Catalog", () => {
   )
 
   it("what the sender encodes, the receiver decodes to the same event", () =>
-    effectProperty(
+    Property.effect(
       [
         fc.string(),
         fc.integer(),
@@ -77,7 +77,7 @@ describe("Catalog", () => {
           noInvalidDate: true
         })
       ],
-      (id, age, at) =>
+      ([id, age, at]) =>
         Effect.gen(function* () {
           const timestamp = DateTime.fromDateUnsafe(at)
           const body = Catalog.encode(events, "user.created", { id, age }, { timestamp })

@@ -20,7 +20,7 @@ import * as Outbox from "../src/Outbox.ts"
 import * as OutboxPostgres from "../src/OutboxPostgres.ts"
 import * as OutboxSqlite from "../src/OutboxSqlite.ts"
 import * as Retry from "../src/Retry.ts"
-import { makeReceiver } from "./receiver.ts"
+import * as Testing from "../src/Testing.ts"
 
 type StoreLayer = Layer.Layer<Outbox.Store | Endpoint.Endpoints, Outbox.StoreError>
 
@@ -608,7 +608,7 @@ const pgStore = (): StoreLayer =>
     () =>
       Effect.gen(function* () {
         const messages = 400
-        const receiver = makeReceiver(() => ({ status: 200, delay: 2 }))
+        const receiver = Testing.receiver({ status: 200, delay: 2 })
         const prefix = `${runPrefix}two_`
         const storeLayer = OutboxPostgres.layer({ tablePrefix: prefix }).pipe(Layer.provide(pgLayer()))
         // Two workers as two processes would be: each its own store and connection pool.

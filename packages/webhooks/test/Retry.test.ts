@@ -10,7 +10,7 @@ import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/testing/TestClock"
 import * as fc from "fast-check"
 import * as Retry from "../src/Retry.ts"
-import { effectProperty } from "./property.ts"
+import * as Property from "@strata/core/Property"
 
 const second = 1000
 const minute = 60 * second
@@ -96,7 +96,7 @@ const format = fc
 
 describe("Retry", () => {
   it("attempts ≤ 1 + schedule length", () =>
-    effectProperty(
+    Property.effect(
       [
         policyArb,
         fc.array(
@@ -109,7 +109,7 @@ describe("Retry", () => {
           { minLength: 1, maxLength: 20 }
         )
       ],
-      (policy, script) =>
+      ([policy, script]) =>
         Effect.gen(function* () {
           let attempts = 0
           const attempt = Effect.sync((): Retry.Outcome => script[attempts++ % script.length]!)
@@ -132,9 +132,9 @@ describe("Retry", () => {
     ))
 
   it("delays inside the jitter envelope", () =>
-    effectProperty(
+    Property.effect(
       [withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))), plainFailure, random, now],
-      ([policy, attempt], outcome, r, at) =>
+      ([[policy, attempt], outcome, r, at]) =>
         Effect.sync(() => {
           const decision = Retry.decide(policy, { attempt, outcome, random: r, now: at })
           const base = ms(policy.schedule[attempt - 1]!)
@@ -148,7 +148,7 @@ describe("Retry", () => {
     ))
 
   it("delays inside the jitter envelope, as the Schedule waits them under TestClock", () =>
-    effectProperty([withSteps], (policy) =>
+    Property.effect([withSteps], ([policy]) =>
       Effect.gen(function* () {
         const times: Array<number> = []
         const attempt = Effect.map(Clock.currentTimeMillis, (t): Retry.Outcome => {
@@ -169,9 +169,9 @@ describe("Retry", () => {
     ))
 
   it("the cap holds after jitter", () =>
-    effectProperty(
+    Property.effect(
       [withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))), anyFailure, random, now],
-      ([policy, attempt], outcome, r, at) =>
+      ([[policy, attempt], outcome, r, at]) =>
         Effect.sync(() => {
           const decision = Retry.decide(policy, { attempt, outcome, random: r, now: at })
           if (decision._tag !== "Retry") throw new Error(`expected a retry, got ${decision._tag}`)
@@ -185,9 +185,9 @@ describe("Retry", () => {
     ))
 
   it("the overload floor after 429/timeouts", () =>
-    effectProperty(
+    Property.effect(
       [withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))), overload, random, now],
-      ([policy, attempt], outcome, r, at) =>
+      ([[policy, attempt], outcome, r, at]) =>
         Effect.sync(() => {
           const decision = Retry.decide(policy, { attempt, outcome, random: r, now: at })
           if (decision._tag !== "Retry") throw new Error(`expected a retry, got ${decision._tag}`)
@@ -204,7 +204,7 @@ describe("Retry", () => {
 
   it("Retry-After clamping for seconds, HTTP-date and garbage", async () => {
     // Seconds and all three HTTP-date forms are clamped into [base, 2·base], then jittered.
-    await effectProperty(
+    await Property.effect(
       [
         withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))),
         fc.constantFrom(429, 502, 503, 504),
@@ -213,7 +213,7 @@ describe("Retry", () => {
         random,
         wholeNow
       ],
-      ([policy, attempt], status, seconds, form, r, at) =>
+      ([[policy, attempt], status, seconds, form, r, at]) =>
         Effect.sync(() => {
           const target = at + seconds * 1000
           const retryAfter =
@@ -240,7 +240,7 @@ describe("Retry", () => {
         })
     )
     // Garbage is ignored: the delay is the floored base's.
-    await effectProperty(
+    await Property.effect(
       [
         withSteps.chain((policy) => fc.tuple(fc.constant(policy), stepOf(policy))),
         fc
@@ -264,7 +264,7 @@ describe("Retry", () => {
         random,
         wholeNow
       ],
-      ([policy, attempt], garbage, r, at) =>
+      ([[policy, attempt], garbage, r, at]) =>
         Effect.sync(() => {
           expect(Retry.parseRetryAfter(garbage, at)).toBeUndefined()
           const base = Math.max(ms(policy.schedule[attempt - 1]!), ms(policy.overloadFloor))
@@ -297,14 +297,14 @@ describe("Retry", () => {
   })
 
   it("scheduled times only move forward", () =>
-    effectProperty(
+    Property.effect(
       [
         withSteps,
         fc.array(anyFailure, { minLength: 1, maxLength: 12 }),
         fc.array(random, { minLength: 12, maxLength: 12 }),
         now
       ],
-      (policy, outcomes, draws, start) =>
+      ([policy, outcomes, draws, start]) =>
         Effect.sync(() => {
           // Each retry is scheduled from the time its attempt ended, which is never earlier than the
           // time it was scheduled for; so scheduled times are non-decreasing, and the whole window is
@@ -332,14 +332,14 @@ describe("Retry", () => {
     ))
 
   it("stop rules: 2xx delivers, 410 disables, 3xx is a failure", () =>
-    effectProperty(
+    Property.effect(
       [
         withSteps.chain((policy) =>
           fc.tuple(fc.constant(policy), fc.integer({ min: 1, max: policy.schedule.length + 1 }))
         ),
         random
       ],
-      ([policy, attempt], r) =>
+      ([[policy, attempt], r]) =>
         Effect.sync(() => {
           const step = (status: number) =>
             Retry.decide(policy, { attempt, outcome: { _tag: "Response", status }, random: r, now: 0 })
@@ -353,12 +353,12 @@ describe("Retry", () => {
     ))
 
   it("health: a run of failures disables only once it has lasted disableAfter; any success resets it", () =>
-    effectProperty(
+    Property.effect(
       [
         fc.integer({ min: 1, max: 100 }),
         fc.array(fc.record({ gap: fc.integer({ min: 0, max: 40 }), ok: fc.boolean() }), { maxLength: 60 })
       ],
-      (disableAfter, attempts) =>
+      ([disableAfter, attempts]) =>
         Effect.sync(() => {
           let health = Retry.initialHealth
           let t = 0

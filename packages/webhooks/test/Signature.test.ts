@@ -8,7 +8,7 @@ import { createPublicKey, verify as cryptoVerify } from "node:crypto"
 import { Webhook } from "standardwebhooks"
 import Stripe from "stripe"
 import { Signature } from "../src/index.ts"
-import { effectProperty } from "./property.ts"
+import * as Property from "@strata/core/Property"
 
 const vector = {
   secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -304,7 +304,7 @@ const changeChar = (text: string, index: number, delta: number): string =>
 
 describe("Signature: properties", () => {
   it("the verifier rejects any single-byte change", () =>
-    effectProperty(
+    Property.effect(
       [
         anyKey,
         headerText,
@@ -314,7 +314,7 @@ describe("Signature: properties", () => {
         fc.nat(),
         fc.integer({ min: 1, max: 255 })
       ],
-      (key, id, timestamp, payload, field, position, delta) =>
+      ([key, id, timestamp, payload, field, position, delta]) =>
         Effect.gen(function* () {
           const keys = [key]
           yield* TestClock.setTime(timestamp * 1000)
@@ -347,7 +347,7 @@ describe("Signature: properties", () => {
     ))
 
   it("any timestamp outside tolerance in either direction is rejected", () =>
-    effectProperty(
+    Property.effect(
       [
         v1Key,
         unixSeconds,
@@ -356,7 +356,7 @@ describe("Signature: properties", () => {
         fc.boolean(),
         fc.integer({ min: 0, max: 3600 })
       ],
-      (key, now, tolerance, beyond, future, within) =>
+      ([key, now, tolerance, beyond, future, within]) =>
         Effect.gen(function* () {
           yield* TestClock.setTime(now * 1000)
           const options = { tolerance: `${tolerance} seconds` as const }
@@ -372,14 +372,14 @@ describe("Signature: properties", () => {
     ))
 
   it("every attempt verifies with any active key", () =>
-    effectProperty(
+    Property.effect(
       [
         fc.array(anyKey, { minLength: 1, maxLength: 4 }),
         headerText,
         fc.array(fc.integer({ min: 0, max: 100_000 }), { minLength: 1, maxLength: 5 }),
         fc.json({ maxDepth: 2 })
       ],
-      (keys, id, delays, payload) =>
+      ([keys, id, delays, payload]) =>
         Effect.gen(function* () {
           // Attempts of one message: the same id each time, a fresh timestamp, every key signing. Real
           // time is used, because the independent checker reads Date.now.

@@ -6,7 +6,7 @@ import type * as dns from "node:dns"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { Ssrf } from "../src/index.ts"
-import { effectProperty } from "./property.ts"
+import * as Property from "@strata/core/Property"
 
 // The oracle: IPv4 ranges no webhook may reach, written out here independently of the module's table.
 const blockedV4 = [
@@ -108,7 +108,7 @@ const v6Spellings = (groups: ReadonlyArray<number>): Record<string, string> => {
 
 describe("Ssrf.classify", () => {
   it("SSRF classifier over generated addresses in every encoding", () =>
-    effectProperty(
+    Property.effect(
       [
         fc.oneof(
           fc
@@ -125,7 +125,7 @@ describe("Ssrf.classify", () => {
           publicV6.map((g) => ({ g, blocked: false }))
         )
       ],
-      (four, six) =>
+      ([four, six]) =>
         Effect.sync(() => {
           for (const [encoding, text] of Object.entries(v4Spellings(four.v))) {
             expect(Ssrf.classify(text).blocked, `${encoding} ${text}`).toBe(four.blocked)
