@@ -922,11 +922,12 @@ class Session implements Hub.ConnectionHandler {
     const order = (this.seenOrder ??= [])
     order.push(id)
     if (order.length > 1024) seen.delete(order.shift()!)
-    const codecs = this.channel.codecs.requests[name]
-    const handler = (
+    const codecs = own(this.channel.codecs.requests, name)
+    const handler = own(
       this.handlers.requests as
-        Record<string, (r: unknown, c: unknown) => Effect.Effect<unknown, unknown, any>> | undefined
-    )?.[name]
+        Record<string, (r: unknown, c: unknown) => Effect.Effect<unknown, unknown, any>> | undefined,
+      name
+    )
     if (codecs === undefined || handler === undefined) {
       return this.fail(id, "UnknownRequest", `the channel has no request ${JSON.stringify(name)}`)
     }
@@ -998,7 +999,7 @@ class Session implements Hub.ConnectionHandler {
   // Topics -------------------------------------------------------------------------------------
 
   private topicOf(name: string, key: unknown) {
-    const codecs = this.channel.codecs.topics[name]
+    const codecs = own(this.channel.codecs.topics, name)
     if (codecs === undefined) return undefined
     const decoded = codecs.key.decode(key)
     if (Exit.isFailure(decoded)) return { codecs, error: issueText(decoded.cause) } as const
@@ -1026,10 +1027,11 @@ class Session implements Hub.ConnectionHandler {
         this.joinRefused(name, key, "InvalidKey", topic.error!)
         return Effect.void
       }
-      const authorize = (
+      const authorize = own(
         this.handlers.join as
-          Record<string, (k: unknown, c: unknown) => Effect.Effect<unknown, unknown, any>> | undefined
-      )?.[name]
+          Record<string, (k: unknown, c: unknown) => Effect.Effect<unknown, unknown, any>> | undefined,
+        name
+      )
       if (authorize === undefined) {
         this.joinRefused(name, key, "Denied", `topic ${name} has no join handler`)
         return Effect.void
@@ -1113,6 +1115,11 @@ class Session implements Hub.ConnectionHandler {
     })
   }
 }
+
+// A record's own entry: names in frames come from the peer, and `constructor` or `__proto__` must
+// not find what every object inherits.
+const own = <V>(record: Readonly<Record<string, V>> | undefined, name: string): V | undefined =>
+  record !== undefined && Object.hasOwn(record, name) ? record[name] : undefined
 
 const isPubSubError = (u: unknown): boolean =>
   typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "PubSubError"

@@ -376,8 +376,9 @@ class Core {
       if (sub.position !== undefined && sub.position.e === frame.ep && frame.o <= sub.position.o) return
       sub.position = { e: frame.ep, o: frame.o }
     }
-    const codecs = this.channel.codecs.topics[frame.n]
-    if (codecs === undefined) return
+    // The name comes from the peer: `constructor` must not find what every object inherits.
+    if (!Object.hasOwn(this.channel.codecs.topics, frame.n)) return
+    const codecs = this.channel.codecs.topics[frame.n]!
     const payload = codecs.payload.decode(frame.d)
     if (Exit.isFailure(payload)) return
     if (sub !== undefined) {

@@ -212,6 +212,19 @@ describe("bad frames", () => {
     }).pipe(Effect.provide(TestLayer))
   )
 
+  it.effect("does not take the names every object inherits for requests or topics", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const raw = yield* open(h)
+      raw.send({ t: "q", i: 1, n: "constructor", d: {} })
+      expect(yield* raw.next()).toMatchObject({ t: "r", i: 1, fail: { _tag: "UnknownRequest" } })
+      raw.send({ t: "j", n: "toString", k: "lobby" })
+      expect(yield* raw.next()).toMatchObject({ t: "j", n: "toString", no: { _tag: "UnknownTopic" } })
+      raw.send({ t: "p", i: 2, n: "__proto__", k: "lobby" })
+      expect(yield* raw.next()).toMatchObject({ t: "r", i: 2, fail: { _tag: "InvalidRequest" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
   it.effect("closes with 4002 after more invalid frames than it tolerates", () =>
     Effect.gen(function* () {
       const h = yield* harness({ maxInvalidFrames: 2 })
