@@ -3,16 +3,15 @@
  * WebSocket) and an in-process harness: the app's web handler run with the test's own services
  * (TestClock, the hub), and in-memory WebSockets that go through it.
  */
-import { App, HttpError, Middleware, Route, Router } from "@strata/core"
+import { HttpError, Middleware, Route, Router } from "@strata/core"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type * as Scope from "effect/Scope"
-import * as HttpEffect from "effect/http/HttpEffect"
-import * as HttpRouter from "effect/http/HttpRouter"
+import * as fc from "fast-check"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
-import { Channel, Hub, Transport } from "../src/index.ts"
+import { Channel, Hub } from "../src/index.ts"
+import * as Testing from "../src/Testing.ts"
 
 export interface User {
   readonly id: string
@@ -51,7 +50,7 @@ export const auth = Middleware.make({
 })
 
 export { chat, ClientMessage, NoSuchRoom, RoomId, roomId, ServerMessage } from "./chat.ts"
-import { chat } from "./chat.ts"
+import { chat, roomId } from "./chat.ts"
 
 /** How often `count` ran, per test (to check duplicate request ids run once). */
 export const counter = { value: 0 }
@@ -124,36 +123,23 @@ export const makeApp = (options?: Channel.RouteOptions) =>
   ])
 
 /**
- * The app's web handler, run with the services of the calling test (its TestClock and hub), and
- * in-memory WebSockets that connect through it.
+ * The app in memory under the calling test's services (its TestClock and hub): the kit's server,
+ * with in-memory WebSockets, typed clients and raw connections that go through it.
  */
-export const harness = (
-  options?: Channel.RouteOptions
-): Effect.Effect<
-  {
-    readonly handler: (request: Request) => Promise<Response>
-    readonly WebSocket: Transport.WebSocketConstructor
-    readonly fetch: (url: string, init?: RequestInit) => Promise<Response>
-    readonly sockets: ReadonlyArray<Transport.MemoryWebSocket>
-    readonly hub: Hub.Hub["Service"]
-  },
-  never,
-  Scope.Scope | Hub.Hub | Users
-> =>
-  Effect.gen(function* () {
-    const memory = Transport.memory()
-    const httpEffect = yield* HttpRouter.toHttpEffect(App.layer(makeApp(options)))
-    const context = yield* Effect.context<Hub.Hub | Users>()
-    const handler = HttpEffect.toWebHandlerWith(Context.add(context, Transport.Upgrader, memory.upgrader))(
-      httpEffect as any
-    ) as (request: Request) => Promise<Response>
-    return {
-      handler,
-      WebSocket: memory.WebSocket(handler),
-      fetch: memory.fetch(handler),
-      sockets: memory.sockets,
-      hub: yield* Hub.Hub
-    }
-  })
+export const harness = (options?: Channel.RouteOptions) => Testing.server(makeApp(options))
+
+/**
+ * The kit's frame arbitraries for the chat channel: the messages whose work grows with a number
+ * kept small, known rooms among the generated keys, and oversize frames for a 4 KiB limit.
+ */
+export const frameOptions: Testing.InvalidFrameOptions<typeof chat> = {
+  message: (derived) =>
+    derived.map((m) =>
+      m._tag === "Flood" ? { ...m, count: Math.abs(m.count) % 5 } : m._tag === "Wait" ? { ...m, ms: 1000 } : m
+    ),
+  requests: { slow: fc.nat({ max: 2000 }).map((ms) => ({ ms })) },
+  keys: { room: (derived) => fc.oneof(fc.constantFrom(roomId("lobby"), roomId("secret")), derived) },
+  maxMessageSize: 4096
+}
 
 export const TestLayer = Layer.mergeAll(Hub.layer(), UsersLive)
