@@ -10,25 +10,33 @@ import * as Metric from "effect/Metric"
 import * as TestClock from "effect/testing/TestClock"
 import { Channel, Hub, Protocol, PubSub } from "../src/index.ts"
 import { chat, closes, counter, harness, roomId, TestLayer, UsersLive } from "./fixtures.ts"
-import { connect, type Raw } from "./raw.ts"
+import type * as Testing from "../src/Testing.ts"
 
 type Harness = Effect.Success<ReturnType<typeof harness>>
+type Raw = Testing.RawConnection<typeof chat>
 
-const url = (token = "1") => `ws://test/ws/chat?token=${token}`
+/**
+ * The next frame that matches, as plain JSON: these tests read the protocol's fields directly
+ * (`frame.d.n`, `frame.ok.o`) rather than narrowing the frame union each time.
+ */
+const next = (raw: Raw, match?: (frame: any) => boolean): Effect.Effect<any, Testing.ConnectionClosed> =>
+  raw.next(match)
+
+const url = (token = "1") => `/ws/chat?token=${token}`
 
 /** Connects and takes the welcome notice. */
 const open = (h: Harness, token = "1") =>
   Effect.gen(function* () {
-    const raw = yield* connect(h.WebSocket, url(token), [chat.protocol])
+    const raw = yield* h.connect(chat, url(token))
     expect(raw.closed).toBeUndefined()
-    expect(yield* raw.next()).toMatchObject({ t: "m", d: { _tag: "Notice" } })
+    expect(yield* next(raw)).toMatchObject({ t: "m", d: { _tag: "Notice" } })
     return raw
   })
 
 const join = (raw: Raw, key: string, from?: { e: string; o: number }) =>
   Effect.gen(function* () {
     raw.send(from === undefined ? { t: "j", n: "room", k: key } : { t: "j", n: "room", k: key, f: from })
-    return yield* raw.next((f) => f.t === "j")
+    return yield* next(raw, (f) => f.t === "j")
   })
 
 const say = (raw: Raw, key: string, text: string) => raw.send({ t: "m", d: { _tag: "Say", room: key, text } })
@@ -39,10 +47,10 @@ describe("the handshake", () => {
     () =>
       Effect.gen(function* () {
         const h = yield* harness()
-        const anonymous = yield* connect(h.WebSocket, "ws://test/ws/chat", [chat.protocol])
+        const anonymous = yield* h.connect(chat, "/ws/chat")
         expect(anonymous.closed).toEqual({ code: 1006, reason: "" })
         expect(h.sockets[0]!.refused?.status).toBe(401)
-        const banned = yield* connect(h.WebSocket, url("3"), [chat.protocol])
+        const banned = yield* h.connect(chat, url("3"))
         expect(banned.closed?.code).toBe(1006)
         expect(h.sockets[1]!.refused?.status).toBe(403)
         expect((yield* h.hub.metrics).opened).toBe(0)
@@ -52,7 +60,7 @@ describe("the handshake", () => {
   it.effect("refuses a client built from another version of the channel with 400 and says why", () =>
     Effect.gen(function* () {
       const h = yield* harness()
-      const old = yield* connect(h.WebSocket, url(), ["strata.0123456789abcdef"])
+      const old = yield* h.connect(chat, url(), { protocols: ["strata.0123456789abcdef"] })
       expect(old.closed?.code).toBe(1006)
       const refused = h.sockets[0]!.refused!
       expect(refused.status).toBe(400)
@@ -60,7 +68,7 @@ describe("the handshake", () => {
       expect(body).toMatchObject({ error: "ProtocolMismatch", expected: chat.protocol })
       expect(body.message).toContain("protocol version differs")
       expect(body.message).toContain("strata.0123456789abcdef")
-      const none = yield* connect(h.WebSocket, url(), [])
+      const none = yield* h.connect(chat, url(), { protocols: [] })
       expect(none.closed?.code).toBe(1006)
       expect(h.sockets[1]!.refused?.status).toBe(400)
     }).pipe(Effect.provide(TestLayer))
@@ -94,10 +102,10 @@ describe("messages and requests", () => {
       const h = yield* harness()
       const ada = yield* open(h)
       ada.send({ t: "m", d: { _tag: "Whoami" } })
-      expect(yield* ada.next()).toEqual({ t: "m", d: { _tag: "You", id: "1", name: "Ada" } })
+      expect(yield* next(ada)).toEqual({ t: "m", d: { _tag: "You", id: "1", name: "Ada" } })
       const bob = yield* open(h, "2")
       bob.send({ t: "m", d: { _tag: "Whoami" } })
-      expect(yield* bob.next()).toEqual({ t: "m", d: { _tag: "You", id: "2", name: "Bob" } })
+      expect(yield* next(bob)).toEqual({ t: "m", d: { _tag: "You", id: "2", name: "Bob" } })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -106,13 +114,13 @@ describe("messages and requests", () => {
       const h = yield* harness()
       const raw = yield* open(h)
       raw.send({ t: "q", i: 1, n: "history", d: { room: "lobby" } })
-      expect(yield* raw.next()).toEqual({ t: "r", i: 1, ok: ["hello", "world"] })
+      expect(yield* next(raw)).toEqual({ t: "r", i: 1, ok: ["hello", "world"] })
       raw.send({ t: "q", i: "two", n: "history", d: { room: "nowhere" } })
-      expect(yield* raw.next()).toEqual({ t: "r", i: "two", err: { _tag: "NoSuchRoom", room: "nowhere" } })
+      expect(yield* next(raw)).toEqual({ t: "r", i: "two", err: { _tag: "NoSuchRoom", room: "nowhere" } })
       raw.send({ t: "q", i: 3, n: "nope", d: {} })
-      expect(yield* raw.next()).toMatchObject({ t: "r", i: 3, fail: { _tag: "UnknownRequest" } })
+      expect(yield* next(raw)).toMatchObject({ t: "r", i: 3, fail: { _tag: "UnknownRequest" } })
       raw.send({ t: "q", i: 4, n: "history", d: { room: 7 } })
-      expect(yield* raw.next()).toMatchObject({ t: "r", i: 4, fail: { _tag: "InvalidRequest" } })
+      expect(yield* next(raw)).toMatchObject({ t: "r", i: 4, fail: { _tag: "InvalidRequest" } })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -123,9 +131,9 @@ describe("messages and requests", () => {
       raw.send({ t: "q", i: 1, n: "slow", d: { ms: 60_000 } })
       raw.send({ t: "q", i: 2, n: "slow", d: { ms: 1_000 } })
       yield* TestClock.adjust("1 second")
-      expect(yield* raw.next()).toEqual({ t: "r", i: 2, ok: 1000 })
+      expect(yield* next(raw)).toEqual({ t: "r", i: 2, ok: 1000 })
       yield* TestClock.adjust("4 seconds")
-      expect(yield* raw.next()).toMatchObject({ t: "r", i: 1, fail: { _tag: "Timeout" } })
+      expect(yield* next(raw)).toMatchObject({ t: "r", i: 1, fail: { _tag: "Timeout" } })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -137,11 +145,11 @@ describe("messages and requests", () => {
       raw.send({ t: "q", i: 7, n: "count", d: {} })
       raw.send({ t: "q", i: 7, n: "count", d: {} })
       raw.send({ t: "q", i: 8, n: "count", d: {} })
-      expect(yield* raw.next()).toEqual({ t: "r", i: 7, ok: 1 })
-      expect(yield* raw.next()).toEqual({ t: "r", i: 8, ok: 2 })
+      expect(yield* next(raw)).toEqual({ t: "r", i: 7, ok: 1 })
+      expect(yield* next(raw)).toEqual({ t: "r", i: 8, ok: 2 })
       raw.send({ t: "q", i: 7, n: "count", d: {} })
       raw.send({ t: "m", d: { _tag: "Echo", text: "after" } })
-      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "after" } })
+      expect(yield* next(raw)).toEqual({ t: "m", d: { _tag: "Echoed", text: "after" } })
       expect(counter.value).toBe(2)
     }).pipe(Effect.provide(TestLayer))
   )
@@ -151,10 +159,10 @@ describe("messages and requests", () => {
       const h = yield* harness({ maxConcurrentRequests: 2 })
       const raw = yield* open(h)
       for (const i of [1, 2, 3]) raw.send({ t: "q", i, n: "slow", d: { ms: 1000 } })
-      expect(yield* raw.next()).toMatchObject({ t: "r", i: 3, fail: { _tag: "Busy" } })
+      expect(yield* next(raw)).toMatchObject({ t: "r", i: 3, fail: { _tag: "Busy" } })
       yield* TestClock.adjust("1 second")
-      expect((yield* raw.next()).i).toBe(1)
-      expect((yield* raw.next()).i).toBe(2)
+      expect((yield* next(raw)).i).toBe(1)
+      expect((yield* next(raw)).i).toBe(2)
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -165,8 +173,8 @@ describe("messages and requests", () => {
       raw.send({ t: "m", d: { _tag: "Wait", ms: 1000 } })
       raw.send({ t: "m", d: { _tag: "Echo", text: "second" } })
       yield* TestClock.adjust("1 second")
-      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Notice", text: "waited 1000" } })
-      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "second" } })
+      expect(yield* next(raw)).toEqual({ t: "m", d: { _tag: "Notice", text: "waited 1000" } })
+      expect(yield* next(raw)).toEqual({ t: "m", d: { _tag: "Echoed", text: "second" } })
     }).pipe(Effect.provide(TestLayer))
   )
 })
@@ -184,9 +192,9 @@ describe("inbound backpressure", () => {
         // Paused: what the client sent waits in the socket, not in the server's memory.
         expect((h.sockets[0] as unknown as { serverPaused: boolean }).serverPaused).toBe(true)
         yield* TestClock.adjust("1 second")
-        expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Notice", text: "waited 1000" } })
+        expect(yield* next(raw)).toEqual({ t: "m", d: { _tag: "Notice", text: "waited 1000" } })
         const texts = []
-        for (let i = 0; i < 6; i++) texts.push((yield* raw.next()).d.text)
+        for (let i = 0; i < 6; i++) texts.push((yield* next(raw)).d.text)
         expect(texts).toEqual(["0", "1", "2", "3", "4", "5"])
         expect((h.sockets[0] as unknown as { serverPaused: boolean }).serverPaused).toBe(false)
       }).pipe(Effect.provide(TestLayer))
@@ -199,16 +207,16 @@ describe("bad frames", () => {
       const h = yield* harness()
       const raw = yield* open(h)
       raw.send("{not json")
-      expect(yield* raw.next()).toEqual({
+      expect(yield* next(raw)).toEqual({
         t: "x",
         reason: { _tag: "InvalidFrame", message: "the frame is not JSON" }
       })
-      raw.send({ t: "?" })
-      expect(yield* raw.next()).toMatchObject({ t: "x", reason: { _tag: "InvalidFrame" } })
+      raw.send(JSON.stringify({ t: "?" }))
+      expect(yield* next(raw)).toMatchObject({ t: "x", reason: { _tag: "InvalidFrame" } })
       raw.send({ t: "m", d: { _tag: "Unknown" } })
-      expect(yield* raw.next()).toMatchObject({ t: "x", reason: { _tag: "InvalidMessage" } })
+      expect(yield* next(raw)).toMatchObject({ t: "x", reason: { _tag: "InvalidMessage" } })
       raw.send({ t: "m", d: { _tag: "Echo", text: "still here" } })
-      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "still here" } })
+      expect(yield* next(raw)).toEqual({ t: "m", d: { _tag: "Echoed", text: "still here" } })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -217,11 +225,11 @@ describe("bad frames", () => {
       const h = yield* harness()
       const raw = yield* open(h)
       raw.send({ t: "q", i: 1, n: "constructor", d: {} })
-      expect(yield* raw.next()).toMatchObject({ t: "r", i: 1, fail: { _tag: "UnknownRequest" } })
+      expect(yield* next(raw)).toMatchObject({ t: "r", i: 1, fail: { _tag: "UnknownRequest" } })
       raw.send({ t: "j", n: "toString", k: "lobby" })
-      expect(yield* raw.next()).toMatchObject({ t: "j", n: "toString", no: { _tag: "UnknownTopic" } })
+      expect(yield* next(raw)).toMatchObject({ t: "j", n: "toString", no: { _tag: "UnknownTopic" } })
       raw.send({ t: "p", i: 2, n: "__proto__", k: "lobby" })
-      expect(yield* raw.next()).toMatchObject({ t: "r", i: 2, fail: { _tag: "InvalidRequest" } })
+      expect(yield* next(raw)).toMatchObject({ t: "r", i: 2, fail: { _tag: "InvalidRequest" } })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -271,7 +279,7 @@ describe("bad frames", () => {
       const raw = yield* open(h)
       raw.send({ t: "m", d: { _tag: "Crash" } })
       raw.send({ t: "m", d: { _tag: "Echo", text: "alive" } })
-      expect(yield* raw.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "alive" } })
+      expect(yield* next(raw)).toEqual({ t: "m", d: { _tag: "Echoed", text: "alive" } })
     }).pipe(Effect.provide(TestLayer))
   )
 })
@@ -294,14 +302,14 @@ describe("topics", () => {
         ep: joined.ok.e,
         d: { from: "Ada", text: "hi all" }
       }
-      expect(yield* ada.next()).toEqual(event)
-      expect(yield* bob.next()).toEqual(event)
+      expect(yield* next(ada)).toEqual(event)
+      expect(yield* next(bob)).toEqual(event)
       bob.send({ t: "l", n: "room", k: "lobby" })
-      expect(yield* bob.next()).toEqual({ t: "l", n: "room", k: "lobby" })
+      expect(yield* next(bob)).toEqual({ t: "l", n: "room", k: "lobby" })
       say(ada, "lobby", "anyone?")
-      expect((yield* ada.next()).o).toBe(2)
+      expect((yield* next(ada)).o).toBe(2)
       bob.send({ t: "m", d: { _tag: "Echo", text: "sync" } })
-      expect(yield* bob.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "sync" } })
+      expect(yield* next(bob)).toEqual({ t: "m", d: { _tag: "Echoed", text: "sync" } })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -318,9 +326,9 @@ describe("topics", () => {
       const ada = yield* open(h)
       expect((yield* join(ada, "secret")).ok.r).toBe("fresh")
       bob.send({ t: "j", n: "nope", k: "x" })
-      expect((yield* bob.next()).no._tag).toBe("UnknownTopic")
+      expect((yield* next(bob)).no._tag).toBe("UnknownTopic")
       bob.send({ t: "j", n: "room", k: 42 })
-      expect((yield* bob.next()).no._tag).toBe("InvalidKey")
+      expect((yield* next(bob)).no._tag).toBe("InvalidKey")
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -330,9 +338,9 @@ describe("topics", () => {
       const ada = yield* open(h)
       const bob = yield* open(h, "2")
       ada.send({ t: "m", d: { _tag: "Shout", text: "fire drill" } })
-      expect(yield* bob.next()).toEqual({ t: "m", d: { _tag: "Notice", text: "fire drill" } })
+      expect(yield* next(bob)).toEqual({ t: "m", d: { _tag: "Notice", text: "fire drill" } })
       ada.send({ t: "m", d: { _tag: "Echo", text: "me" } })
-      expect(yield* ada.next()).toEqual({ t: "m", d: { _tag: "Echoed", text: "me" } })
+      expect(yield* next(ada)).toEqual({ t: "m", d: { _tag: "Echoed", text: "me" } })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -342,15 +350,15 @@ describe("topics", () => {
       const ada = yield* open(h)
       const bob = yield* open(h, "2")
       bob.send({ t: "p", i: 1, n: "room", k: "lobby" })
-      expect(yield* bob.next()).toMatchObject({ t: "r", i: 1, fail: { _tag: "InvalidRequest" } })
+      expect(yield* next(bob)).toMatchObject({ t: "r", i: 1, fail: { _tag: "InvalidRequest" } })
       yield* join(ada, "lobby")
       yield* join(bob, "lobby")
       bob.send({ t: "p", i: 2, n: "room", k: "lobby" })
-      const members = (yield* bob.next()).m.map((m: { meta: unknown }) => m.meta)
+      const members = (yield* next(bob)).m.map((m: { meta: unknown }) => m.meta)
       expect(members).toEqual(expect.arrayContaining([{ name: "Ada" }, { name: "Bob" }]))
       const server = yield* Channel.presence(chat, "room", roomId("lobby"))
       expect(server.map((m) => m.meta.name).toSorted()).toEqual(["Ada", "Bob"])
-      ada.ws.close()
+      ada.socket.close()
       yield* ada.awaitClose
       yield* Effect.yieldNow
       expect((yield* Channel.presence(chat, "room", roomId("lobby"))).map((m) => m.meta.name)).toEqual([
@@ -365,7 +373,7 @@ describe("topics", () => {
       const ada = yield* open(h)
       yield* join(ada, "lobby")
       yield* Channel.publish(chat, "room", roomId("lobby"), { from: "system", text: "maintenance" })
-      expect((yield* ada.next()).d).toEqual({ from: "system", text: "maintenance" })
+      expect((yield* next(ada)).d).toEqual({ from: "system", text: "maintenance" })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -375,15 +383,15 @@ describe("topics", () => {
       const ada = yield* open(h)
       const first = yield* join(ada, "lobby")
       for (const text of ["1", "2", "3"]) say(ada, "lobby", text)
-      for (let i = 0; i < 3; i++) yield* ada.next((f) => f.t === "e")
+      for (let i = 0; i < 3; i++) yield* next(ada, (f) => f.t === "e")
       const later = yield* open(h)
       const resumed = yield* join(later, "lobby", { e: first.ok.e, o: 1 })
       expect(resumed.ok).toEqual({ r: "recovered", e: first.ok.e, o: 3, n: 2 })
-      expect((yield* later.next()).d.text).toBe("2")
-      expect((yield* later.next()).d.text).toBe("3")
+      expect((yield* next(later)).d.text).toBe("2")
+      expect((yield* next(later)).d.text).toBe("3")
       // The history keeps 5 events: resuming from 1 after 8 lost 2..3.
       for (const text of ["4", "5", "6", "7", "8"]) say(ada, "lobby", text)
-      for (let i = 0; i < 5; i++) yield* later.next((f) => f.t === "e")
+      for (let i = 0; i < 5; i++) yield* next(later, (f) => f.t === "e")
       const third = yield* open(h)
       expect((yield* join(third, "lobby", { e: first.ok.e, o: 1 })).ok).toEqual({
         r: "gap",
@@ -397,7 +405,7 @@ describe("topics", () => {
         o: 8
       })
       say(ada, "lobby", "9")
-      expect((yield* fourth.next((f) => f.t === "e")).o).toBe(9)
+      expect((yield* next(fourth, (f) => f.t === "e")).o).toBe(9)
     }).pipe(Effect.provide(TestLayer))
   )
 })
@@ -418,11 +426,11 @@ describe("outbound queues", () => {
       yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
       socket.resume()
       const ticks = []
-      for (let i = 0; i < 4; i++) ticks.push((yield* raw.next()).d.n)
+      for (let i = 0; i < 4; i++) ticks.push((yield* next(raw)).d.n)
       // One frame went to the socket before it was full, then the queue took three.
       expect(ticks).toEqual([0, 1, 2, 3])
       raw.send({ t: "m", d: { _tag: "Echo", text: "next" } })
-      expect((yield* raw.next()).d).toEqual({ _tag: "Echoed", text: "next" })
+      expect((yield* next(raw)).d).toEqual({ _tag: "Echoed", text: "next" })
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -433,7 +441,7 @@ describe("outbound queues", () => {
       expect((yield* h.hub.metrics).dropped).toBe(6)
       socket.resume()
       const ticks = []
-      for (let i = 0; i < 4; i++) ticks.push((yield* raw.next()).d.n)
+      for (let i = 0; i < 4; i++) ticks.push((yield* next(raw)).d.n)
       expect(ticks).toEqual([0, 7, 8, 9])
     }).pipe(Effect.provide(TestLayer))
   )
@@ -455,7 +463,7 @@ describe("outbound queues", () => {
       yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
       socket.resume()
       const ticks = []
-      for (let i = 0; i < 10; i++) ticks.push((yield* raw.next()).d.n)
+      for (let i = 0; i < 10; i++) ticks.push((yield* next(raw)).d.n)
       expect(ticks).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     }).pipe(Effect.provide(TestLayer))
   )
@@ -477,7 +485,7 @@ describe("lifecycle", () => {
       expect((yield* h.hub.metrics).heartbeatTimeouts).toBe(1)
       expect(alive.closed).toBeUndefined()
       alive.send({ t: "m", d: { _tag: "Echo", text: "ok" } })
-      expect((yield* alive.next()).d.text).toBe("ok")
+      expect((yield* next(alive)).d.text).toBe("ok")
     }).pipe(Effect.provide(TestLayer))
   )
 
@@ -487,13 +495,13 @@ describe("lifecycle", () => {
       const raw = yield* open(h)
       yield* TestClock.adjust("20 seconds")
       raw.send({ t: "h" })
-      expect(yield* raw.next()).toEqual({ t: "H" })
+      expect(yield* next(raw)).toEqual({ t: "H" })
       raw.send({ t: "m", d: { _tag: "Echo", text: "busy" } })
-      yield* raw.next()
+      yield* next(raw)
       yield* TestClock.adjust("29 seconds")
       expect(raw.closed).toBeUndefined()
       raw.send({ t: "h" })
-      yield* raw.next()
+      yield* next(raw)
       yield* TestClock.adjust("1 second")
       const closed = yield* raw.awaitClose
       expect(Protocol.closeReason(closed.code, closed.reason)).toMatchObject({
@@ -512,7 +520,7 @@ describe("lifecycle", () => {
       const h = yield* harness()
       const raw = yield* open(h)
       raw.send({ t: "m", d: { _tag: "Echo", text: "counted" } })
-      yield* raw.next()
+      yield* next(raw)
       yield* TestClock.adjust("1 second")
       const after = yield* Metric.snapshot
       expect(after.find((m) => m.id === "strata_ws_connections")?.state).toMatchObject({ value: 1 })
@@ -547,7 +555,7 @@ describe("lifecycle", () => {
         )
         yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
         expect(clients.map((c) => c.closed?.code)).toEqual([1001, 1001, undefined, undefined, undefined])
-        const late = yield* connect(h.WebSocket, url(), [chat.protocol])
+        const late = yield* h.connect(chat, url())
         expect(late.closed?.code).toBe(1006)
         expect(h.sockets.at(-1)!.refused?.status).toBe(503)
         yield* TestClock.adjust("1 second")
@@ -577,9 +585,9 @@ describe("lifecycle", () => {
       yield* join(ada, "lobby")
       yield* join(bob, "lobby")
       say(bob, "lobby", "from node two")
-      expect((yield* ada.next((f) => f.t === "e")).d).toEqual({ from: "Bob", text: "from node two" })
+      expect((yield* next(ada, (f) => f.t === "e")).d).toEqual({ from: "Bob", text: "from node two" })
       bob.send({ t: "p", i: 1, n: "room", k: "lobby" })
-      expect((yield* bob.next((f) => f.t === "P")).m).toHaveLength(2)
+      expect((yield* next(bob, (f) => f.t === "P")).m).toHaveLength(2)
     })
   )
 })

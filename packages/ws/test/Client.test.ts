@@ -11,7 +11,6 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/testing/TestClock"
 import { Channel, Client } from "../src/index.ts"
 import { chat, harness, roomId, TestLayer } from "./fixtures.ts"
-import { connect } from "./raw.ts"
 
 type Harness = Effect.Success<ReturnType<typeof harness>>
 
@@ -116,15 +115,15 @@ describe("Client", () => {
         const ada = yield* clientOf(h, "1", { reconnect: { initialDelay: "1 second", jitter: 0 } })
         const statuses = yield* collect(ada.status)
         const deliveries = yield* collect(ada.subscribe("room", lobby))
-        const bob = yield* connect(h.WebSocket, "ws://test/ws/chat?token=2", [chat.protocol])
+        const bob = yield* h.connect(chat, "/ws/chat?token=2")
         bob.send({ t: "j", n: "room", k: "lobby" })
         yield* settle
-        bob.send({ t: "m", d: { _tag: "Say", room: "lobby", text: "before" } })
+        bob.sendMessage({ _tag: "Say", room: lobby, text: "before" })
         yield* settle
         h.sockets[0]!.drop()
         yield* settle
-        bob.send({ t: "m", d: { _tag: "Say", room: "lobby", text: "while away 1" } })
-        bob.send({ t: "m", d: { _tag: "Say", room: "lobby", text: "while away 2" } })
+        bob.sendMessage({ _tag: "Say", room: lobby, text: "while away 1" })
+        bob.sendMessage({ _tag: "Say", room: lobby, text: "while away 2" })
         yield* settle
         expect(statuses.at(-1)).toMatchObject({
           _tag: "Reconnecting",
@@ -144,7 +143,7 @@ describe("Client", () => {
         expect(
           deliveries.map((d) => (d._tag === "Message" ? d.payload.text : d._tag === "Joined" ? "Joined" : d))
         ).toEqual(["Joined", "before", { _tag: "Recovered", replayed: 2 }, "while away 1", "while away 2"])
-        bob.send({ t: "m", d: { _tag: "Say", room: "lobby", text: "live again" } })
+        bob.sendMessage({ _tag: "Say", room: lobby, text: "live again" })
         yield* settle
         expect(deliveries.at(-1)).toMatchObject({
           _tag: "Message",
@@ -162,15 +161,15 @@ describe("Client", () => {
       yield* ada.send({ _tag: "Say", room: lobby, text: "0" })
       yield* settle
       h.sockets[0]!.drop()
-      const bob = yield* connect(h.WebSocket, "ws://test/ws/chat?token=2", [chat.protocol])
-      for (let i = 1; i <= 8; i++) bob.send({ t: "m", d: { _tag: "Say", room: "lobby", text: String(i) } })
+      const bob = yield* h.connect(chat, "/ws/chat?token=2")
+      for (let i = 1; i <= 8; i++) bob.sendMessage({ _tag: "Say", room: lobby, text: String(i) })
       yield* settle
       yield* TestClock.adjust("1 second")
       yield* settle
       expect(
         deliveries.map((d) => (d._tag === "Message" ? d.payload.text : d._tag === "Joined" ? "Joined" : d))
       ).toEqual(["Joined", "0", { _tag: "Gap", missed: 3 }])
-      bob.send({ t: "m", d: { _tag: "Say", room: "lobby", text: "9" } })
+      bob.sendMessage({ _tag: "Say", room: lobby, text: "9" })
       yield* settle
       expect(deliveries.at(-1)).toMatchObject({ _tag: "Message", offset: 10 })
     }).pipe(Effect.provide(TestLayer))

@@ -15,7 +15,7 @@ import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { Client, PubSub } from "../src/index.ts"
 import * as PubSubRedis from "../src/PubSubRedis.ts"
 import { chat, roomId } from "./fixtures.ts"
-import { connect } from "./raw.ts"
+import * as Testing from "../src/Testing.ts"
 
 const prefix = `strata:ws:test:${randomUUID()}:`
 const script = fileURLToPath(new URL("./nodes/redis-node.ts", import.meta.url))
@@ -132,12 +132,12 @@ describe("two server processes on one Redis", () => {
         expect(yield* adaRoom).toMatchObject({ offset: 3 })
         expect(yield* adaRoom).toMatchObject({ offset: 4 })
         const epoch = (adaJoined as { epoch: string }).epoch
-        const resumed = yield* connect(globalThis.WebSocket as any, `${one.url}?token=2`, [chat.protocol])
+        const resumed = yield* Testing.connect(chat, globalThis.WebSocket, `${one.url}?token=2`)
         resumed.send({ t: "j", n: "room", k: "lobby", f: { e: epoch, o: 2 } })
         expect(yield* resumed.next((f) => f.t === "j")).toMatchObject({ ok: { r: "recovered", o: 4, n: 2 } })
-        expect((yield* resumed.next((f) => f.t === "e")).d.text).toBe("missed 1")
-        expect((yield* resumed.next((f) => f.t === "e")).d.text).toBe("missed 2")
-        resumed.ws.close()
+        expect(yield* resumed.next((f) => f.t === "e")).toMatchObject({ d: { text: "missed 1" } })
+        expect(yield* resumed.next((f) => f.t === "e")).toMatchObject({ d: { text: "missed 2" } })
+        yield* resumed.close()
 
         // Node two dies without a word: once its liveness key lapses, its members are gone.
         two.child.kill("SIGKILL")
