@@ -9,6 +9,7 @@ import * as Property from "@strata/core/Property"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/testing/TestClock"
 import * as fc from "fast-check"
@@ -22,8 +23,11 @@ import {
   makeApp,
   roomId,
   ServerMessage,
-  TestLayer
+  TestLayer,
+  UsersLive
 } from "./fixtures.ts"
+
+const app = makeApp()
 
 const settle = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
 
@@ -358,4 +362,51 @@ describe("server", () => {
     expect(String(failure)).toContain("the connection closed with 4000")
     expect(String(failure)).toContain('"not json"')
   })
+})
+
+// The example of the README's "Testing" section, as written there (kept in step by hand).
+describe("the README's example", () => {
+  const TestLayer = Layer.mergeAll(Hub.layer(), UsersLive)
+
+  it.effect("a typed client and a raw connection of one app, under the test's clock", () =>
+    Effect.gen(function* () {
+      const server = yield* Testing.server(app)
+      const client = yield* server.client(chat, "/ws/chat?token=1")
+      yield* client.awaitOpen
+      expect(yield* client.request("history", { room: roomId("lobby") })).toEqual(["hello", "world"])
+
+      const raw = yield* server.connect(chat, "/ws/chat?token=2")
+      raw.send({ t: "q", i: 1, n: "nope", d: {} })
+      expect(yield* raw.next((f) => f.t === "r")).toMatchObject({ i: 1, fail: { _tag: "UnknownRequest" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it("no frames crash the server", () =>
+    Testing.neverCrashes(app, TestLayer, {
+      channel: chat,
+      url: "/ws/chat?token=1",
+      // Flood's count is how many frames the server sends back: keep it out.
+      frames: fc.array(
+        Testing.frames(chat, { message: (derived) => derived.filter((m) => m._tag !== "Flood") }),
+        {
+          maxLength: 20
+        }
+      ),
+      numRuns: 50
+    }))
+
+  it.effect("dropOldest keeps the newest frames for a slow reader", () =>
+    Effect.gen(function* () {
+      const server = yield* Testing.server(
+        makeApp({ outbound: { limit: 3, highWaterMark: 10, policy: "dropOldest" } })
+      )
+      const raw = yield* server.connect(chat, "/ws/chat?token=1")
+      yield* raw.nextMessage((m) => m._tag === "Notice")
+      const reader = yield* Testing.slowConsumer(raw.socket, [{ pauseFor: "5 seconds" }, { read: "all" }])
+      raw.sendMessage({ _tag: "Flood", count: 20 })
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* Fiber.join(reader)).toEqual({ read: 4, closed: false })
+      expect((yield* server.hub.metrics).dropped).toBe(16)
+    }).pipe(Effect.provide(TestLayer))
+  )
 })
