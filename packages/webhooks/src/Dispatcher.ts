@@ -6,9 +6,11 @@
  *
  * Each endpoint has its own concurrency limit, rate limit and local queue, and the dispatcher leases
  * per endpoint only what that endpoint can start soon, so a slow or failing endpoint never delays
- * another. Provide the `HttpClient` with `Ssrf.layerHttpClient()` in production. Closing the layer
- * shuts down gracefully: no new leases, unstarted leases handed back, attempts in flight given up to
- * `shutdownTimeout`, their results recorded.
+ * another. An attempt starts only once the endpoint's earlier failures here are recorded and the
+ * store confirms its lease and that the endpoint is still enabled, so nothing starts after the
+ * failure that disables an endpoint. Provide the `HttpClient` with `Ssrf.layerHttpClient()` in
+ * production. Closing the layer shuts down gracefully: no new leases, unstarted leases handed back,
+ * attempts in flight given up to `shutdownTimeout`, their results recorded.
  *
  * @since 0.1.0
  */
@@ -17,6 +19,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -85,6 +88,7 @@ export interface Stats {
   readonly delivered: number
   readonly retried: number
   readonly failed: number
+  /** Attempts answered 410, and leases ended unattempted because their endpoint had been disabled. */
   readonly disabled: number
   /** Completions that did not apply because the lease had been lost and retaken. */
   readonly stale: number
@@ -123,6 +127,13 @@ interface Item {
   readonly lease: Outbox.Lease
   inFlight: boolean
   fiber: Fiber.Fiber<void> | undefined
+}
+
+/** An endpoint's failed attempts that ended here and are not recorded yet. */
+interface Unrecorded {
+  count: number
+  /** Opened once they are all recorded. */
+  readonly recorded: Latch.Latch
 }
 
 const defaultUserAgent = "Strata-Webhooks/0.1"
@@ -242,6 +253,32 @@ export const make = (
     const items = new Map<string, Item>()
     const completions = yield* Queue.unbounded<Outbox.Completion>()
     const capacityFreed = Store.makeSignal()
+    // Whether a failure disables its endpoint (the end of a failure run) is only decided when the
+    // store records it, which may be a while after it ended (`recordDelay`, the write). An attempt of
+    // the same endpoint starting in between would start after the disable. So, per endpoint, the
+    // failures not recorded yet hold back the next start until they are; while a start waits, the
+    // recorder writes at once instead of waiting `recordDelay` for more to join.
+    const unrecorded = new Map<string, Unrecorded>()
+    let awaitingRecord = 0
+    const hurry = Store.makeSignal()
+    const holdBack = (completion: Outbox.Completion) => {
+      if (completion.ok) return
+      const id = completion.lease.endpointId
+      const entry = unrecorded.get(id)
+      if (entry !== undefined) entry.count++
+      else unrecorded.set(id, { count: 1, recorded: Latch.makeUnsafe(false) })
+    }
+    const recorded = (batch: ReadonlyArray<Outbox.Completion>) => {
+      for (const completion of batch) {
+        if (completion.ok) continue
+        const id = completion.lease.endpointId
+        const entry = unrecorded.get(id)
+        if (entry === undefined || --entry.count > 0) continue
+        unrecorded.delete(id)
+        entry.recorded.openUnsafe()
+      }
+    }
+
     let stopping = false
     let revision = -1
     let rotation = 0
@@ -341,62 +378,125 @@ export const make = (
         })
       )
 
-    const waitForRate = (runner: Runner) =>
-      runner.endpoint.rateLimit === null
-        ? Effect.void
-        : runner.gate.withPermits(1)(
-            Effect.gen(function* () {
+    // Whether a lease may be attempted now: once no failure of its endpoint is waiting to be recorded
+    // and the endpoint's rate allows a start, the store is asked whether the lease still holds and the
+    // endpoint is still enabled (it ends the delivery itself when the endpoint is disabled). Returns
+    // the attempt's start time, or undefined when it must not start.
+    const admit = (runner: Runner, item: Item): Effect.Effect<number | undefined> =>
+      Effect.gen(function* () {
+        const { lease } = item
+        for (;;) {
+          // Shutdown began while this one waited: the finalizer hands its lease back.
+          if (stopping) return undefined
+          const pending = unrecorded.get(lease.endpointId)
+          if (pending !== undefined) {
+            awaitingRecord++
+            hurry.signal()
+            yield* Effect.ensuring(
+              pending.recorded.await,
+              Effect.sync(() => {
+                awaitingRecord--
+              })
+            )
+            continue
+          }
+          const now = yield* Clock.currentTimeMillis
+          if (runner.endpoint.rateLimit !== null && runner.nextStart > now) {
+            yield* Effect.sleep(Math.ceil(runner.nextStart - now))
+            continue
+          }
+          const verdict = yield* store.start([lease]).pipe(
+            Effect.map((verdicts) => verdicts[0] ?? "lost"),
+            Effect.catch((error) =>
+              Effect.as(
+                Effect.logWarning(
+                  "Dispatcher: checking a lease before its attempt failed; handing it back",
+                  error
+                ),
+                "unchecked" as const
+              )
+            )
+          )
+          if (verdict === "disabled") counters.disabled++
+          // Ended by the store (disabled) or no longer ours (lost): nothing to do. Unchecked: not
+          // attempted without the store's word that the endpoint is enabled.
+          if (verdict !== "attempt") {
+            if (verdict === "unchecked") yield* release([lease])
+            return undefined
+          }
+          // From the checks to the flag in one synchronous step, so nothing can come in between: not
+          // shutdown, not another start (the rate), not the end of a failure of this endpoint (one
+          // that ended while the store was asked sends this round back to wait for its record).
+          const start = yield* Clock.clockWith((clock) =>
+            Effect.sync(() => {
+              if (stopping) return "stop" as const
+              const at = clock.currentTimeMillisUnsafe()
               const rate = runner.endpoint.rateLimit
-              if (rate === null) return
-              const now = yield* Clock.currentTimeMillis
-              if (runner.nextStart > now) yield* Effect.sleep(Math.ceil(runner.nextStart - now))
-              // From the time the start actually happens, so a late wake-up cannot bunch two starts.
-              runner.nextStart = (yield* Clock.currentTimeMillis) + 1000 / rate
+              if (unrecorded.has(lease.endpointId) || (rate !== null && runner.nextStart > at))
+                return "again" as const
+              // Found gone (410) here though the store does not say so (recording it failed): send
+              // nothing more. And the request must end before the lease does, or another worker
+              // could attempt it too.
+              if (!runner.endpoint.enabled || at + timeoutMillis + leaseMargin > lease.leaseUntil)
+                return "release" as const
+              // Spaced from the time the start actually happens, so a late wake-up cannot bunch two.
+              if (rate !== null) runner.nextStart = at + 1000 / rate
+              item.inFlight = true
+              return at
             })
           )
+          if (start === "again") continue
+          if (start === "release") yield* release([lease])
+          return typeof start === "number" ? start : undefined
+        }
+      })
 
     const runItem = (runner: Runner, item: Item): Effect.Effect<void> =>
       runner.permits
         .withPermits(1)(
           Effect.gen(function* () {
-            yield* waitForRate(runner)
+            // Rate-limited starts queue up one at a time, each spaced from the one before.
+            const startedAt = yield* runner.endpoint.rateLimit === null
+              ? admit(runner, item)
+              : runner.gate.withPermits(1)(admit(runner, item))
+            if (startedAt === undefined) return
             const { lease } = item
-            // Shutdown began while this one waited: the finalizer hands its lease back.
-            if (stopping) return
-            // The endpoint was found gone (410) meanwhile: send nothing more; the store ends these.
-            if (!runner.endpoint.enabled) return yield* release([item.lease])
-            const startedAt = yield* Clock.currentTimeMillis
-            // The request must end before the lease does, or another worker could attempt it too.
-            if (startedAt + timeoutMillis + leaseMargin > lease.leaseUntil) return yield* release([lease])
-            item.inFlight = true
             const endpoint = runner.endpoint
             const { body, outcome } = yield* post(endpoint, lease, startedAt)
-            const endedAt = yield* Clock.currentTimeMillis
             const random = yield* Random.next
-            counters.attempts++
-            const decision = Retry.decide(policy, {
-              attempt: lease.attempt,
-              outcome,
-              random,
-              now: endedAt,
-              manual: lease.manual
-            })
-            if (decision._tag === "Disable") runner.endpoint = { ...runner.endpoint, enabled: false }
-            Queue.offerUnsafe(completions, {
-              lease,
-              startedAt,
-              endedAt,
-              status: outcome._tag === "Response" ? outcome.status : null,
-              responseBody: body,
-              error:
-                outcome._tag === "Timeout"
-                  ? `timed out after ${timeoutMillis} ms`
-                  : outcome._tag === "TransportError"
-                    ? outcome.message
-                    : null,
-              ok: Retry.classify(outcome) === "success",
-              next: decision._tag === "Retry" ? { _tag: "Retry", at: endedAt + decision.delay } : decision
-            })
+            // Read, decided and queued in one synchronous step, so a start of the same endpoint
+            // either comes before this end or sees the failure waiting to be recorded.
+            yield* Clock.clockWith((clock) =>
+              Effect.sync(() => {
+                const endedAt = clock.currentTimeMillisUnsafe()
+                counters.attempts++
+                const decision = Retry.decide(policy, {
+                  attempt: lease.attempt,
+                  outcome,
+                  random,
+                  now: endedAt,
+                  manual: lease.manual
+                })
+                if (decision._tag === "Disable") runner.endpoint = { ...runner.endpoint, enabled: false }
+                const completion: Outbox.Completion = {
+                  lease,
+                  startedAt,
+                  endedAt,
+                  status: outcome._tag === "Response" ? outcome.status : null,
+                  responseBody: body,
+                  error:
+                    outcome._tag === "Timeout"
+                      ? `timed out after ${timeoutMillis} ms`
+                      : outcome._tag === "TransportError"
+                        ? outcome.message
+                        : null,
+                  ok: Retry.classify(outcome) === "success",
+                  next: decision._tag === "Retry" ? { _tag: "Retry", at: endedAt + decision.delay } : decision
+                }
+                holdBack(completion)
+                Queue.offerUnsafe(completions, completion)
+              })
+            )
           })
         )
         .pipe(
@@ -479,7 +579,12 @@ export const make = (
           })
         ),
         // A lost write only means the attempt is made again when its lease expires.
-        Effect.ignore({ log: "Warn", message: "Dispatcher: recording attempts failed; they will be retried" })
+        Effect.ignore({
+          log: "Warn",
+          message: "Dispatcher: recording attempts failed; they will be retried"
+        }),
+        // Recorded or not, they no longer hold back starts: the store answers for the endpoint now.
+        Effect.ensuring(Effect.sync(() => recorded(batch)))
       )
 
     // Attempts are recorded in batches: the first completion waits `recordDelay` for others to join
@@ -489,8 +594,8 @@ export const make = (
     const complete = Effect.forever(
       Effect.gen(function* () {
         taken = yield* Queue.takeBetween(completions, 1, maxRecordBatch)
-        if (taken.length < maxRecordBatch && recordDelay > 0) {
-          yield* Effect.sleep(recordDelay)
+        if (taken.length < maxRecordBatch && recordDelay > 0 && awaitingRecord === 0) {
+          yield* Effect.raceAll([Effect.sleep(recordDelay), hurry.wait])
           const more = yield* Queue.takeBetween(completions, 0, maxRecordBatch - taken.length)
           if (more.length > 0) taken = [...taken, ...more]
         }

@@ -216,6 +216,15 @@ export interface LeaseRequest {
 }
 
 /**
+ * What the store says when a dispatcher is about to attempt a lease: `attempt` (the lease holds and
+ * the endpoint is enabled), `disabled` (the endpoint is disabled: the delivery was ended `disabled`
+ * instead) or `lost` (the lease was retaken or the delivery ended or was removed: leave it alone).
+ *
+ * @category dispatch
+ */
+export type StartVerdict = "attempt" | "disabled" | "lost"
+
+/**
  * The outcome of one leased attempt, as the dispatcher decided it.
  *
  * @category dispatch
@@ -250,7 +259,7 @@ export class StoreError extends Data.TaggedError("OutboxStoreError")<{ readonly 
 
 /**
  * The outbox store. Applications use the module functions (`send`, `deliveries`, …) rather than this
- * shape; dispatchers use the `lease`/`complete` family.
+ * shape; dispatchers use the `lease`/`start`/`complete` family.
  *
  * @category services
  */
@@ -306,6 +315,13 @@ export class Store extends Context.Service<
       completions: ReadonlyArray<Completion>,
       options: { readonly disableAfter: number }
     ) => Effect.Effect<ReadonlyArray<boolean>, StoreError>
+    /**
+     * Asked right before attempts start: whether each lease still holds and its endpoint is still
+     * enabled. A delivery whose endpoint was disabled since it was leased is ended `disabled` here,
+     * in the same step, so it is never attempted and never left pending. One verdict per lease, in
+     * order.
+     */
+    readonly start: (leases: ReadonlyArray<Lease>) => Effect.Effect<ReadonlyArray<StartVerdict>, StoreError>
     /** Gives leases back unattempted (shutdown): the deliveries are due again now. */
     readonly release: (leases: ReadonlyArray<Lease>) => Effect.Effect<void, StoreError>
     /** The earliest time a pending delivery of an enabled endpoint is due, if any. */

@@ -457,6 +457,56 @@ export const make = (
         Effect.map(({ applied }) => applied)
       )
 
+    // Checked before every attempt, so concurrent checks go to the database together (one statement
+    // per batch), as sends do.
+    const startAll = (leases: ReadonlyArray<Outbox.Lease>) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        // One statement: the deliveries of disabled endpoints are ended (fenced by the lease, so a
+        // retaken one is left alone), and the others read; every part sees the same snapshot.
+        const rows = yield* query(
+          `WITH k AS (
+             SELECT * FROM jsonb_to_recordset($1::jsonb) AS k(message_id text, endpoint_id text, lease_seq integer)
+           ), ended AS (
+             UPDATE ${t("deliveries")} d SET state = 'disabled', lease_owner = NULL, updated_at = $2
+             FROM k, ${t("endpoints")} e
+             WHERE d.message_id = k.message_id AND d.endpoint_id = k.endpoint_id AND d.lease_seq = k.lease_seq
+               AND d.state = 'pending' AND e.id = d.endpoint_id AND e.enabled = 0
+             RETURNING d.message_id, d.endpoint_id, d.lease_seq
+           )
+           SELECT k.message_id, k.endpoint_id, k.lease_seq,
+             EXISTS (SELECT 1 FROM ended x
+                     WHERE x.message_id = k.message_id AND x.endpoint_id = k.endpoint_id
+                       AND x.lease_seq = k.lease_seq) AS ended,
+             EXISTS (SELECT 1 FROM ${t("deliveries")} d JOIN ${t("endpoints")} e ON e.id = d.endpoint_id
+                     WHERE d.message_id = k.message_id AND d.endpoint_id = k.endpoint_id
+                       AND d.lease_seq = k.lease_seq AND d.state = 'pending' AND e.enabled = 1) AS live
+           FROM k`,
+          [
+            JSON.stringify(
+              leases.map((l) => ({
+                message_id: l.messageId,
+                endpoint_id: l.endpointId,
+                lease_seq: l.leaseSeq
+              }))
+            ),
+            now
+          ]
+        )
+        // Keyed by the lease too: a batch may hold an old lease of a delivery beside its current one.
+        const verdicts = new Map<string, Outbox.StartVerdict>()
+        for (const row of rows) {
+          verdicts.set(
+            `${row["message_id"]}\u0000${row["endpoint_id"]}\u0000${Number(row["lease_seq"])}`,
+            row["ended"] === true ? "disabled" : row["live"] === true ? "attempt" : "lost"
+          )
+        }
+        return leases.map(
+          (l) => verdicts.get(`${l.messageId}\u0000${l.endpointId}\u0000${l.leaseSeq}`) ?? "lost"
+        )
+      })
+    const startBatch = yield* Store.groupCommit(startAll)
+
     return Outbox.Store.of({
       send: (message) => Effect.map(sendAll([message]), (sent) => sent[0]!),
       sendAll,
@@ -614,6 +664,7 @@ export const make = (
         }),
       complete: (completions, { disableAfter }) =>
         completions.length === 0 ? Effect.succeed([]) : complete(completions, disableAfter),
+      start: startBatch,
       release: (leases) =>
         leases.length === 0
           ? Effect.void

@@ -256,6 +256,16 @@ export const make = (
             `UPDATE ${t("deliveries")} SET state = 'disabled', lease_owner = NULL, updated_at = ?1
              WHERE endpoint_id = ?2 AND state = 'pending' AND (lease_owner IS NULL OR next_at <= ?1)`
           ),
+          startOf: db.prepare(
+            `SELECT d.lease_seq, d.state, e.enabled FROM ${t("deliveries")} d
+             JOIN ${t("endpoints")} e ON e.id = d.endpoint_id
+             WHERE d.message_id = ? AND d.endpoint_id = ?`
+          ),
+          endDisabled: db.prepare(
+            `UPDATE ${t("deliveries")} SET state = 'disabled', lease_owner = NULL, updated_at = ?1
+             WHERE message_id = ?2 AND endpoint_id = ?3 AND lease_seq = ?4 AND state = 'pending'
+               AND endpoint_id IN (SELECT id FROM ${t("endpoints")} WHERE enabled = 0)`
+          ),
           release: db.prepare(
             `UPDATE ${t("deliveries")} SET next_at = ?, lease_owner = NULL
              WHERE message_id = ? AND endpoint_id = ? AND lease_seq = ? AND state = 'pending'`
@@ -621,6 +631,40 @@ export const make = (
         }, false),
       complete: (completions, { disableAfter }) =>
         completions.length === 0 ? Effect.succeed([]) : complete(completions, disableAfter),
+      start: (leases) =>
+        leases.length === 0
+          ? Effect.succeed([])
+          : Effect.flatMap(Clock.currentTimeMillis, (now) =>
+              attempt(() => {
+                // Reads alone in the common case (every endpoint enabled); a write only to end the
+                // deliveries of a disabled endpoint, fenced by the lease so it cannot end a retaken one.
+                const verdicts = leases.map((lease): Outbox.StartVerdict => {
+                  const row = statements.startOf.get(lease.messageId, lease.endpointId) as
+                    { lease_seq: number; state: string; enabled: number } | undefined
+                  if (
+                    row === undefined ||
+                    row.state !== "pending" ||
+                    Number(row.lease_seq) !== lease.leaseSeq
+                  )
+                    return "lost"
+                  return Number(row.enabled) === 1 ? "attempt" : "disabled"
+                })
+                if (!verdicts.includes("disabled")) return verdicts
+                return transaction(false, () =>
+                  verdicts.map((verdict, i) => {
+                    if (verdict !== "disabled") return verdict
+                    const lease = leases[i]!
+                    const ended = statements.endDisabled.run(
+                      now,
+                      lease.messageId,
+                      lease.endpointId,
+                      lease.leaseSeq
+                    )
+                    return Number(ended.changes) > 0 ? "disabled" : "lost"
+                  })
+                )
+              })
+            ),
       release: (leases) =>
         leases.length === 0
           ? Effect.void

@@ -365,16 +365,81 @@ describe("Dispatcher", () => {
         fc.array(fc.integer({ min: 0, max: 30 }), { minLength: 1, maxLength: 8 })
       ],
       ([disableAfter, oks, gaps]) => continuousFailure(disableAfter, oks, gaps),
-      // Pinned: other seeds can hit the known bug below and CI must not depend on chance.
-      { numRuns: 40, seed: 42 }
+      runs(100)
     ))
 
-  // Known bug, found by the property above (seed -1951886654): a delivery the dispatcher leased
-  // before the store auto-disabled its endpoint can still start after the disable. `it.fails` keeps
-  // the counterexample: it starts passing (and so this test fails) once the bug is fixed.
-  it.fails("known bug: an attempt leased before an auto-disable can start after it", () =>
-    Effect.runPromise(continuousFailure(11, [false], [7, 4, 1]).pipe(Effect.provide(TestClock.layer())))
-  )
+  // Found by the property above (seed -1951886654): the failure that ended the run (at 11 s) was
+  // still waiting to be recorded when another delivery of the endpoint came due and started.
+  it("an attempt does not start while a failure that disables its endpoint waits to be recorded", () =>
+    Effect.runPromise(continuousFailure(11, [false], [7, 4, 1]).pipe(Effect.provide(TestClock.layer()))))
+
+  it("a delivery leased with the one whose failure disables the endpoint ends disabled unattempted, and comes back once the endpoint is enabled", () => {
+    const policy = Retry.make({
+      schedule: ["1 hour"],
+      jitter: 0,
+      timeout: "5 seconds",
+      disableAfter: "10 seconds"
+    })
+    let failing = true
+    return Effect.runPromise(
+      Testing.world(
+        {
+          policy,
+          receiver: (request) => (failing ? { status: 500, delay: request.at === 0 ? 0 : 1000 } : status(200))
+        },
+        (receiver) =>
+          Effect.gen(function* () {
+            const endpoints = yield* Endpoint.Endpoints
+            const store = yield* Outbox.Store
+            // Concurrency 1: the dispatcher holds two leases, one in flight while the other waits.
+            const endpoint = yield* endpoints.create({ url: "http://a.test/hook", concurrency: 1 })
+            // The failure run starts at 0.
+            const first = yield* Outbox.sendEncoded({ eventType: "t.x", payload: "{}" })
+            yield* Testing.advance(20_000)
+            // Leased together at 20 s; the first answers at 21 s, 21 s into the run: the endpoint is
+            // disabled while the second waits for its turn.
+            const [a, b] = yield* store.sendAll([
+              { eventType: "t.x", payload: "{}" },
+              { eventType: "t.x", payload: "{}" }
+            ])
+            yield* Testing.advance(10_000, 100)
+            expect(yield* endpoints.get(endpoint.id)).toMatchObject({
+              enabled: false,
+              disabledReason: "failing"
+            })
+            expect(receiver.received.map((r) => [r.headers["webhook-id"], r.at])).toEqual([
+              [first.id, 0],
+              [a!.id, 20_000]
+            ])
+            // Nothing is lost: every delivery ended `disabled`, the waiting one with no attempt.
+            const rows = yield* Testing.deliveries()
+            expect(
+              rows
+                .map(({ attempts, delivery }) => [delivery.messageId, delivery.state, attempts.length])
+                .toSorted()
+            ).toEqual(
+              [
+                [first.id, "disabled", 1],
+                [a!.id, "disabled", 1],
+                [b!.id, "disabled", 0]
+              ].toSorted()
+            )
+            yield* Testing.advance(60_000, 5_000)
+            expect(receiver.received.length).toBe(2)
+            // Enabled again, a recover sends each once more.
+            failing = false
+            yield* endpoints.update(endpoint.id, { enabled: true })
+            expect(yield* Outbox.recover({ endpointId: endpoint.id, since: 0 })).toBe(3)
+            expect(yield* Testing.untilQuiet(60_000)).toBe(true)
+            for (const sent of [first, a!, b!]) {
+              const [delivery] = yield* Outbox.deliveries({ messageId: sent.id })
+              expect(delivery!.state).toBe("delivered")
+            }
+            expect(receiver.received.length).toBe(5)
+          })
+      ).pipe(Effect.provide(TestClock.layer()))
+    )
+  })
 
   it("per-endpoint rate/concurrency never exceeded and no head-of-line blocking across endpoints", () =>
     Property.effect(

@@ -354,6 +354,53 @@ const contract = (name: string, makeLayer: () => StoreLayer) => {
       )
     )
 
+    it.effect(
+      "start: a lease is attempted only while it holds and its endpoint is enabled; one leased before a disable ends disabled",
+      () =>
+        run(
+          Effect.gen(function* () {
+            const endpoints = yield* Endpoint.Endpoints
+            const store = yield* Outbox.Store
+            const ep = yield* create({ url: "http://a.test/" })
+            const sent = [yield* send(), yield* send(), yield* send(), yield* send()]
+            const leased = yield* leaseAll("w", [ep.id])
+            const [w, x, y, z] = sent.map((m) => leased.find((l) => l.messageId === m.id)!)
+            expect(yield* store.start([])).toEqual([])
+            expect(yield* store.start([w!, x!, y!, z!])).toEqual(["attempt", "attempt", "attempt", "attempt"])
+            // z's lease is handed back and taken by another worker: the old one is lost.
+            yield* store.release([z!])
+            const [z2] = yield* leaseAll("w2", [ep.id])
+            expect(z2!.messageId).toBe(z!.messageId)
+            expect(yield* store.start([z!, z2!])).toEqual(["lost", "attempt"])
+            // w and x fail an hour apart: the run ends and the endpoint is disabled while y and z are
+            // still leased (so the disable leaves them pending).
+            yield* completeAll(
+              [
+                completion(w!, { _tag: "Retry", at: 2 * hour }, { at: 0 }),
+                completion(x!, { _tag: "Retry", at: 2 * hour }, { at: hour })
+              ],
+              hour
+            )
+            expect(yield* endpoints.get(ep.id)).toMatchObject({ enabled: false, disabledReason: "failing" })
+            const state = (id: string) =>
+              Effect.map(Outbox.deliveries({ messageId: id }), (rows) => rows[0]!.state)
+            expect(yield* state(y!.messageId)).toBe("pending")
+            // Their start ends them `disabled`, unattempted; a lost lease is still left alone.
+            expect(yield* store.start([y!, z!, z2!])).toEqual(["disabled", "lost", "disabled"])
+            for (const m of sent) expect(yield* state(m.id)).toBe("disabled")
+            expect(yield* Outbox.attempts(y!)).toEqual([])
+            expect(yield* store.start([y!])).toEqual(["lost"])
+            expect(yield* store.sweep).toBe(0)
+            // Enabled again, each can be recovered and attempted.
+            yield* endpoints.update(ep.id, { enabled: true })
+            expect(yield* Outbox.recover({ endpointId: ep.id, since: 0 })).toBe(4)
+            const again = yield* leaseAll("w", [ep.id])
+            expect(again.length).toBe(4)
+            expect(yield* store.start(again)).toEqual(["attempt", "attempt", "attempt", "attempt"])
+          })
+        )
+    )
+
     it.effect("retry and recover reopen terminal deliveries for one manual attempt", () =>
       run(
         Effect.gen(function* () {
