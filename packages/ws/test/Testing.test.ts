@@ -366,7 +366,7 @@ describe("server", () => {
 
 // The example of the README's "Testing" section, as written there (kept in step by hand).
 describe("the README's example", () => {
-  const TestLayer = Layer.mergeAll(Hub.layer(), UsersLive)
+  const ChatServices = Layer.mergeAll(Hub.layer(), UsersLive)
 
   it.effect("a typed client and a raw connection of one app, under the test's clock", () =>
     Effect.gen(function* () {
@@ -378,11 +378,11 @@ describe("the README's example", () => {
       const raw = yield* server.connect(chat, "/ws/chat?token=2")
       raw.send({ t: "q", i: 1, n: "nope", d: {} })
       expect(yield* raw.next((f) => f.t === "r")).toMatchObject({ i: 1, fail: { _tag: "UnknownRequest" } })
-    }).pipe(Effect.provide(TestLayer))
+    }).pipe(Effect.provide(ChatServices))
   )
 
   it("no frames crash the server", () =>
-    Testing.neverCrashes(app, TestLayer, {
+    Testing.neverCrashes(app, ChatServices, {
       channel: chat,
       url: "/ws/chat?token=1",
       // Flood's count is how many frames the server sends back: keep it out.
@@ -407,6 +407,6 @@ describe("the README's example", () => {
       yield* TestClock.adjust("5 seconds")
       expect(yield* Fiber.join(reader)).toEqual({ read: 4, closed: false })
       expect((yield* server.hub.metrics).dropped).toBe(16)
-    }).pipe(Effect.provide(TestLayer))
+    }).pipe(Effect.provide(ChatServices))
   )
 })
