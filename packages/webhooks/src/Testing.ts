@@ -365,7 +365,12 @@ export interface WorldOptions<SE = Outbox.StoreError> {
   readonly endpoints?: ReadonlyArray<Endpoint.Create> | undefined
 }
 
-type CreateError = Endpoint.InvalidEndpoint | Endpoint.EndpointExists | Outbox.StoreError
+/**
+ * How building a world fails: the store, or creating one of its `endpoints`.
+ *
+ * @category errors
+ */
+export type SetupError = Endpoint.InvalidEndpoint | Endpoint.EndpointExists | Outbox.StoreError
 
 /**
  * A world as a layer: the store, the real dispatcher posting to a fake receiver (`Fake`), and the
@@ -386,13 +391,13 @@ type CreateError = Endpoint.InvalidEndpoint | Endpoint.EndpointExists | Outbox.S
  */
 export const layer = <SE = Outbox.StoreError>(
   options: WorldOptions<SE> = {}
-): Layer.Layer<Services | Fake, SE | CreateError> =>
+): Layer.Layer<Services | Fake, SE | SetupError> =>
   Layer.unwrap(Effect.sync(() => worldLayer(options, receiver(options.receiver ?? 200))))
 
 const worldLayer = <SE>(
   options: WorldOptions<SE>,
   fake: FakeReceiver
-): Layer.Layer<Services | Fake, SE | CreateError> => {
+): Layer.Layer<Services | Fake, SE | SetupError> => {
   const stores = options.store ?? (store as unknown as Layer.Layer<Outbox.Store | Endpoint.Endpoints, SE>)
   const created = Layer.effectDiscard(
     Effect.flatMap(Effect.service(Endpoint.Endpoints), (endpoints) =>
@@ -426,7 +431,7 @@ const worldLayer = <SE>(
 export const world = <A, E, SE = Outbox.StoreError>(
   options: WorldOptions<SE>,
   body: (receiver: FakeReceiver) => Effect.Effect<A, E, Services | Fake>
-): Effect.Effect<A, E | SE | CreateError> =>
+): Effect.Effect<A, E | SE | SetupError> =>
   Effect.suspend(() => {
     const fake = receiver(options.receiver ?? 200)
     return Effect.provide(body(fake), worldLayer(options, fake))
