@@ -297,9 +297,10 @@ export interface Options {
    */
   readonly replayWindow?: Duration.Input | undefined
   /**
-   * What a delivery already handled with a 2xx gets: `"reject"` (default) fails with `Replayed`;
-   * `"acknowledge"` answers 200 without running the handler, so a sender retrying after a lost
-   * response stops. A delivery still being handled is refused either way.
+   * What a delivery already handled with a 2xx gets: `"acknowledge"` (default) answers 200 without
+   * running the handler, so a sender retrying after a lost response stops instead of retrying until
+   * it gives up (and perhaps disables the endpoint); `"reject"` fails with `Replayed` (401). A
+   * delivery still being handled is refused either way, so the sender retries it later.
    */
   readonly onDuplicate?: "reject" | "acknowledge" | undefined
   /** The most bytes of body read; default 1 MiB. */
@@ -425,7 +426,7 @@ export const middleware = <Self, Key extends string, E extends Catalog.Events>(
             return yield* malformed("delivery id", "longer than 256 characters")
           const cacheKey = `${prefix}:${verified.id}`
           const claim = yield* cache.claim(cacheKey, window)
-          if (claim === "done" && options.onDuplicate === "acknowledge")
+          if (claim === "done" && options.onDuplicate !== "reject")
             return HttpServerResponse.jsonUnsafe({ received: true, duplicate: true })
           if (claim !== "claimed") return yield* new Replayed({ id: verified.id })
           return yield* next.pipe(
