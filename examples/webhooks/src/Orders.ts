@@ -158,22 +158,26 @@ export const layerSqlite = (db: DatabaseSync): Layer.Layer<Orders, Outbox.StoreE
       // A send made while the connection is inside a transaction is written by the outbox as part of
       // it, synchronously; so is everything else here. From BEGIN to COMMIT no other fiber runs, and
       // nothing else on this connection (the dispatcher's leases and attempt records) can land inside
-      // an order's transaction — which is why running the send with `runSync` is sound here.
-      const emit = <K extends Catalog.Type<Events>>(type: K, data: Catalog.Data<Events, K>, now: number) =>
-        Effect.runSync(
-          store.send({
-            eventType: type,
-            payload: Catalog.encode(events, type, data, { timestamp: new Date(now) })
-          })
-        ).id
+      // an order's transaction — which is why running the send synchronously is sound here. It runs
+      // with the calling fiber's services, so the outbox reads the same clock (a TestClock in tests).
+      const emitWith =
+        (context: Context.Context<never>) =>
+        <K extends Catalog.Type<Events>>(type: K, data: Catalog.Data<Events, K>, now: number) =>
+          Effect.runSyncWith(context)(
+            store.send({
+              eventType: type,
+              payload: Catalog.encode(events, type, data, { timestamp: new Date(now) })
+            })
+          ).id
+      type Emit = ReturnType<typeof emitWith>
 
-      const transact = <A>(f: (now: number) => A): Effect.Effect<A, Outbox.StoreError> =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      const transact = <A>(f: (now: number, emit: Emit) => A): Effect.Effect<A, Outbox.StoreError> =>
+        Effect.flatMap(Effect.zip(Effect.context<never>(), Clock.currentTimeMillis), ([context, now]) =>
           Effect.try({
             try: () => {
               db.exec("BEGIN IMMEDIATE")
               try {
-                const result = f(now)
+                const result = f(now, emitWith(context))
                 db.exec("COMMIT")
                 return result
               } catch (error) {
@@ -187,7 +191,7 @@ export const layerSqlite = (db: DatabaseSync): Layer.Layer<Orders, Outbox.StoreE
 
       const move = (id: string, to: "paid" | "refunded", reason: string) =>
         Effect.flatMap(
-          transact((now): Changed | OrderNotFound | InvalidTransition => {
+          transact((now, emit): Changed | OrderNotFound | InvalidTransition => {
             const row = statements.get.get(id) as Row | undefined
             if (row === undefined) return new OrderNotFound({ id })
             const step = transition(decodeRow(row), to, reason, now)
@@ -209,7 +213,7 @@ export const layerSqlite = (db: DatabaseSync): Layer.Layer<Orders, Outbox.StoreE
           catch: storeError
         }),
         create: (input) =>
-          transact((now) => {
+          transact((now, emit) => {
             const order: Order = { id: newId(), ...input, status: "created", createdAt: now, updatedAt: now }
             statements.insert.run(...columns(order))
             const messageId = emit("order.created", { orderId: order.id, ...input }, now)

@@ -6,7 +6,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as TestClock from "effect/testing/TestClock"
 import { App } from "@strata/core"
 import { Catalog, Signature } from "@strata/webhooks"
 import * as OutboxSqlite from "@strata/webhooks/OutboxSqlite"
@@ -74,50 +73,44 @@ describe("the shop's events through a flaky receiver, on TestClock", () => {
       return Effect.acquireUseRelease(
         Effect.sync(() => new DatabaseSync(":memory:")),
         (db) =>
-          // The orders module writes its event inside the order's SQLite transaction with
-          // `Effect.runSync`, on the real clock: the TestClock starts at the real time (before the
-          // dispatcher's timers exist) so those messages are due now, not decades ahead.
-          Effect.andThen(
-            TestClock.setTime(Date.now()),
-            Testing.world(
-              {
-                policy,
-                // The shop's outbox, orders and endpoints on one database, as in `Sender.layerSqlite`.
-                store: OutboxSqlite.layer({ database: db }),
-                // Each message: 503 asking for 15 s, then a refused connection, then delivered.
-                receiver: Testing.perMessage([{ status: 503, retryAfter: 15 }, "refuse", 204])
-              },
-              (fake) =>
-                Effect.gen(function* () {
-                  yield* Sender.ensureEndpoint("receiver", "http://receiver.test/webhooks", secret)
-                  const orders = yield* Orders
-                  const created = yield* orders.create({
-                    customer: "ada@example.com",
-                    items: [{ sku: "book-42", quantity: 2 }],
-                    total: { amount: 3998, currency: "EUR" }
-                  })
-                  const paid = yield* orders.pay(created.order.id)
-                  expect(yield* Testing.untilQuiet("10 minutes")).toBe(true)
+          Testing.world(
+            {
+              policy,
+              // The shop's outbox, orders and endpoints on one database, as in `Sender.layerSqlite`.
+              store: OutboxSqlite.layer({ database: db }),
+              // Each message: 503 asking for 15 s, then a refused connection, then delivered.
+              receiver: Testing.perMessage([{ status: 503, retryAfter: 15 }, "refuse", 204])
+            },
+            (fake) =>
+              Effect.gen(function* () {
+                yield* Sender.ensureEndpoint("receiver", "http://receiver.test/webhooks", secret)
+                const orders = yield* Orders
+                const created = yield* orders.create({
+                  customer: "ada@example.com",
+                  items: [{ sku: "book-42", quantity: 2 }],
+                  total: { amount: 3998, currency: "EUR" }
+                })
+                const paid = yield* orders.pay(created.order.id)
+                expect(yield* Testing.untilQuiet("10 minutes")).toBe(true)
 
-                  for (const [messageId, type] of [
-                    [created.messageId, "order.created"],
-                    [paid.messageId, "order.paid"]
-                  ] as const) {
-                    const requests = fake.requests({ webhookId: messageId })
-                    expect(requests.map((r) => r.attempt)).toEqual([0, 1, 2])
-                    expect(requests[1]!.at - requests[0]!.at).toBe(15_000)
-                    expect(requests[2]!.at - requests[1]!.at).toBe(60_000)
-                    const event = yield* Catalog.decode(events, requests[2]!.body)
-                    expect(event.type).toBe(type)
-                    expect(event.data.orderId).toBe(created.order.id)
-                  }
-                  const [delivered] = yield* Testing.deliveries({ messageId: paid.messageId })
-                  expect(delivered!.delivery.state).toBe("delivered")
-                  expect(delivered!.attempts.map((a) => a.status)).toEqual([503, null, 204])
-                  // Every attempt checks with the secret the receiver holds, at the time it was sent.
-                  expect(yield* fake.unverified([secret])).toEqual([])
-                }).pipe(Effect.provide(OrdersModule.layerSqlite(db)))
-            )
+                for (const [messageId, type] of [
+                  [created.messageId, "order.created"],
+                  [paid.messageId, "order.paid"]
+                ] as const) {
+                  const requests = fake.requests({ webhookId: messageId })
+                  expect(requests.map((r) => r.attempt)).toEqual([0, 1, 2])
+                  expect(requests[1]!.at - requests[0]!.at).toBe(15_000)
+                  expect(requests[2]!.at - requests[1]!.at).toBe(60_000)
+                  const event = yield* Catalog.decode(events, requests[2]!.body)
+                  expect(event.type).toBe(type)
+                  expect(event.data.orderId).toBe(created.order.id)
+                }
+                const [delivered] = yield* Testing.deliveries({ messageId: paid.messageId })
+                expect(delivered!.delivery.state).toBe("delivered")
+                expect(delivered!.attempts.map((a) => a.status)).toEqual([503, null, 204])
+                // Every attempt checks with the secret the receiver holds, at the time it was sent.
+                expect(yield* fake.unverified([secret])).toEqual([])
+              }).pipe(Effect.provide(OrdersModule.layerSqlite(db)))
           ),
         (db) => Effect.sync(() => db.close())
       )
