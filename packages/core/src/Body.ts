@@ -275,6 +275,8 @@ const decodeText = (
     catch: () => new HttpError.BadRequest({ reason: `The body is not valid ${decoder.encoding} text` })
   })
 
+// Built once per reader: the options are resolved here, not on every request, and the steps are
+// chained without a generator (the JSON path is the hot one).
 const bodyBytes = (
   accepted: ReadonlyArray<string>,
   options: Options | undefined
@@ -282,16 +284,29 @@ const bodyBytes = (
   readonly [HttpServerRequest.HttpServerRequest, Uint8Array],
   Error | HttpError.RequestTimeout,
   HttpServerRequest.HttpServerRequest
-> =>
-  Effect.gen(function* () {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    yield* checkType(request, options?.accept ?? accepted)
-    const bytes = yield* withDeadlineAbandoning(
-      readBytes(request, bytesOf(options?.limit, defaultLimit)),
-      options?.timeout
-    )
-    return [request, bytes] as const
-  })
+> => {
+  const accept = options?.accept ?? accepted
+  const limit = bytesOf(options?.limit, defaultLimit)
+  const timeout = options?.timeout
+  return Effect.flatMap(
+    HttpServerRequest.HttpServerRequest,
+    (
+      request
+    ): Effect.Effect<
+      readonly [HttpServerRequest.HttpServerRequest, Uint8Array],
+      Error | HttpError.RequestTimeout
+    > => {
+      const type = mediaTypeOf(request)
+      if (hasContentCoding(request) || !accept.some((pattern) => matches(type, pattern))) {
+        return Effect.fail(new HttpError.UnsupportedMediaType({ accepted: accept }))
+      }
+      return Effect.map(
+        withDeadlineAbandoning(readBytes(request, limit), timeout),
+        (bytes) => [request, bytes] as const
+      )
+    }
+  )
+}
 
 const decodeWith = <A, RD>(
   schema: Schema.ConstraintDecoder<A, RD>
@@ -310,13 +325,21 @@ const jsonReason = (error: unknown): string => {
     : `The body is not valid JSON: unexpected input at position ${position[1]}`
 }
 
-const parseJson = (text: string): Effect.Effect<unknown, HttpError.BadRequest> =>
-  text.trim() === ""
-    ? Effect.fail(new HttpError.BadRequest({ reason: "The body is empty; JSON was expected" }))
-    : Effect.try({
-        try: () => JSON.parse(text) as unknown,
-        catch: (error) => new HttpError.BadRequest({ reason: jsonReason(error) })
-      })
+/** The body as JSON, or the 400 saying why not; synchronous, for the JSON reader's hot path. */
+const parseJsonBytes = (bytes: Uint8Array): unknown => {
+  let text: string
+  try {
+    text = utf8.decode(bytes)
+  } catch {
+    return new HttpError.BadRequest({ reason: `The body is not valid ${utf8.encoding} text` })
+  }
+  if (text.trim() === "") return new HttpError.BadRequest({ reason: "The body is empty; JSON was expected" })
+  try {
+    return JSON.parse(text) as unknown
+  } catch (error) {
+    return new HttpError.BadRequest({ reason: jsonReason(error) })
+  }
+}
 
 /**
  * Parses `application/x-www-form-urlencoded` strictly: `+` is a space, and a `%` not followed by a
@@ -373,10 +396,10 @@ export const json = <A, RD = never, const O extends Options = never>(
   options?: O
 ): Effect.Effect<A, Error | TimeoutError<O>, HttpServerRequest.HttpServerRequest | RD> => {
   const decode = decodeWith(schema)
-  return Effect.gen(function* () {
-    const [, bytes] = yield* bodyBytes(jsonTypes, options)
-    const value = yield* parseJson(yield* decodeText(bytes))
-    return yield* decode(value)
+  // JSON.parse never yields a BadRequest, so the instance check cannot mistake a value for an error.
+  return Effect.flatMap(bodyBytes(jsonTypes, options), ([, bytes]) => {
+    const value = parseJsonBytes(bytes)
+    return value instanceof HttpError.BadRequest ? Effect.fail(value) : decode(value)
   }) as any
 }
 
