@@ -17,7 +17,8 @@
  *
  * Settings (environment): BENCH_DURATION seconds per measurement (5), BENCH_WARMUP seconds (1),
  * BENCH_ROUNDS (1; medians when more), BENCH_ECHO_CONNECTIONS (100), BENCH_FANOUT_CONNECTIONS
- * (1000), BENCH_IDLE_CONNECTIONS (2000), BENCH_SERVERS (comma-separated subset), BENCH_MAX_BACKGROUND
+ * (1000), BENCH_IDLE_CONNECTIONS (2000), BENCH_SERVERS and BENCH_WORKLOADS (echo, fanout, idle;
+ * comma-separated subsets), BENCH_MAX_BACKGROUND
  * (0.25: a measurement during which other processes kept more cores than this busy is run again,
  * BENCH_RETRIES times at most (2), and the quietest run kept).
  */
@@ -38,6 +39,7 @@ import {
 } from "./shared.ts"
 
 const serverNames: ReadonlyArray<ServerName> = ["strata", "ws", "socketio"]
+const workloadNames = ["echo", "fanout", "idle"] as const
 
 const setting = (name: string, fallback: number, zeroAllowed = false): number => {
   const raw = process.env[name]
@@ -52,6 +54,18 @@ const setting = (name: string, fallback: number, zeroAllowed = false): number =>
   return value
 }
 
+function subset<A extends string>(name: string, known: ReadonlyArray<A>): ReadonlyArray<A> {
+  const raw = process.env[name]
+  if (raw === undefined || raw.trim() === "") return known
+  const wanted = raw.split(",").map((s) => s.trim())
+  const unknown = wanted.filter((w) => !known.includes(w as A))
+  if (unknown.length > 0) {
+    console.error(`${name}: unknown ${unknown.join(", ")}; known: ${known.join(", ")}`)
+    process.exit(2)
+  }
+  return known.filter((k) => wanted.includes(k))
+}
+
 const config = {
   duration: setting("BENCH_DURATION", 5),
   warmup: setting("BENCH_WARMUP", 1),
@@ -61,17 +75,8 @@ const config = {
   idleConnections: Math.round(setting("BENCH_IDLE_CONNECTIONS", 2000)),
   maxBackground: setting("BENCH_MAX_BACKGROUND", 0.25),
   retries: Math.round(setting("BENCH_RETRIES", 2, true)),
-  servers: (() => {
-    const raw = process.env["BENCH_SERVERS"]
-    if (raw === undefined || raw.trim() === "") return serverNames
-    const wanted = raw.split(",").map((s) => s.trim())
-    const unknown = wanted.filter((w) => !serverNames.includes(w as ServerName))
-    if (unknown.length > 0) {
-      console.error(`BENCH_SERVERS: unknown ${unknown.join(", ")}; known: ${serverNames.join(", ")}`)
-      process.exit(2)
-    }
-    return serverNames.filter((s) => wanted.includes(s))
-  })()
+  servers: subset("BENCH_SERVERS", serverNames),
+  workloads: subset("BENCH_WORKLOADS", workloadNames)
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -506,14 +511,15 @@ const main = async () => {
     for (const name of config.servers) {
       if (failed.has(name)) continue
       const row: Row = {}
-      for (const workload of ["echo", "fanout", "idle"] as const) {
+      for (const workload of config.workloads) {
         // A cell during which other processes kept more than `maxBackground` cores busy is run
         // again (at most `retries` times) and the quietest run kept.
         for (let attempt = 0; attempt <= config.retries; attempt++) {
           let background = 0
           try {
             const server = await start(name)
-            if (workload === "echo" && attempt === 0) await check(server)
+            // Every server is checked before its first measurement of each round.
+            if (workload === config.workloads[0] && attempt === 0) await check(server)
             if (workload === "echo") {
               const result = await echo(server)
               if (row.echo === undefined || result.background < row.echo.background) row.echo = result
@@ -528,7 +534,7 @@ const main = async () => {
             )
           } catch (error) {
             console.error(`  ${name} ${workload}: ${error instanceof Error ? error.message : String(error)}`)
-            if (workload === "echo") failed.add(name)
+            if (workload === config.workloads[0]) failed.add(name)
           } finally {
             await stop()
           }
