@@ -659,7 +659,18 @@ const refusal = (
     { status, headers: { ...headers, connection: "close" } }
   )
 
+// The request lasts as long as the connection: the middleware's services stay valid for the
+// handlers, and the request log line is written when the connection ends. The handshake runs in a
+// generator that returns once the socket is open, so a connection's fiber waits on the session
+// alone and keeps no generator frame for its lifetime.
 const serveUpgrade = (runtime: RouteRuntime) =>
+  Effect.flatMap(accept(runtime), (outcome) =>
+    outcome instanceof Session ? outcome.untilEnd : Effect.succeed(outcome)
+  )
+
+const switched = Effect.sync(() => HttpServerResponse.empty({ status: 101 }))
+
+const accept = (runtime: RouteRuntime) =>
   Effect.gen(function* () {
     const channel = runtime.channel
     const request = yield* HttpServerRequest.HttpServerRequest
@@ -707,19 +718,11 @@ const serveUpgrade = (runtime: RouteRuntime) =>
       return refusal(500, "UpgradeFailed", "The server could not complete the WebSocket handshake")
     }
     const raw = hub.attach(upgraded.value, channel.name, runtime.settings)
-    const session = new Session(runtime, raw, context)
-    // The request lasts as long as the connection: the middleware's services stay valid for the
-    // handlers, and the request log line is written when the connection ends.
-    yield* Effect.callback<void>((resume) => {
-      session.onEnd = () => resume(Effect.void)
-      if (session.ended) resume(Effect.void)
-    }).pipe(Effect.onInterrupt(() => Effect.sync(() => raw.terminate())))
-    return HttpServerResponse.empty({ status: 101 })
+    return new Session(runtime, raw, context)
   })
 
 const TimedOut = Symbol.for("@strata/ws/Channel/TimedOut")
 
-/** One connection's dispatcher: frames in, handlers run, answers out. */
 /** What every connection of one route shares: its channel, handlers and resolved options. */
 interface RouteRuntime {
   readonly channel: Any
@@ -756,8 +759,9 @@ class Session implements Hub.ConnectionHandler {
   readonly raw: Hub.Connection
   readonly connection: TypedConnection
   readonly context: Context.Context<never>
-  onEnd: (() => void) | undefined = undefined
-  ended = false
+  private resumeRequest:
+    ((effect: Effect.Effect<HttpServerResponse.HttpServerResponse>) => void) | undefined = undefined
+  private ended = false
   private invalid = 0
   private inbox: Array<Effect.Effect<unknown, unknown, any>> | undefined = undefined
   private current: Fiber.Fiber<unknown, unknown> | undefined = undefined
@@ -777,6 +781,18 @@ class Session implements Hub.ConnectionHandler {
     raw.handler = this
     const onOpen = runtime.handlers.onOpen
     if (onOpen !== undefined) this.enqueue(Effect.suspend(() => onOpen(this.connection)))
+  }
+
+  /**
+   * Waits for the connection to end, then answers the request with its 101. Interrupted (the server
+   * stops), it cuts the socket.
+   */
+  get untilEnd(): Effect.Effect<HttpServerResponse.HttpServerResponse> {
+    return Effect.callback((resume) => {
+      if (this.ended) return resume(switched)
+      this.resumeRequest = resume
+      return Effect.sync(() => this.raw.terminate())
+    })
   }
 
   private runner: (<A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>) | undefined = undefined
@@ -1100,7 +1116,7 @@ class Session implements Hub.ConnectionHandler {
     const onClose = this.handlers.onClose
     const end = () => {
       this.ended = true
-      this.onEnd?.()
+      this.resumeRequest?.(switched)
     }
     if (onClose === undefined) return end()
     const fiber = this.run(Effect.suspend(() => onClose(this.connection, Protocol.closeReason(code, reason))))

@@ -16,6 +16,9 @@ import * as Transport from "./Transport.ts"
 // One `ws` server per message size limit; `noServer`, so it never listens itself.
 const servers = new Map<number, WebSocketServer>()
 
+// The subprotocol of the handshake in progress.
+let agreed: string | undefined
+
 const serverFor = (maxMessageSize: number): WebSocketServer => {
   let server = servers.get(maxMessageSize)
   if (server === undefined) {
@@ -25,11 +28,9 @@ const serverFor = (maxMessageSize: number): WebSocketServer => {
       maxPayload: maxMessageSize,
       // Compression costs memory per connection and CPU per frame; channels send small JSON.
       perMessageDeflate: false,
-      // The route checked the offer before upgrading; agree on the channel's protocol.
-      handleProtocols: (offered, request) => {
-        const wanted = (request as IncomingMessage & { strataProtocol?: string }).strataProtocol
-        return wanted !== undefined && offered.has(wanted) ? wanted : false
-      }
+      // The route checked the offer before upgrading; agree on the channel's protocol (set for
+      // the synchronous `handleUpgrade` call, so the request object gets no property of ours).
+      handleProtocols: (offered) => (agreed !== undefined && offered.has(agreed) ? agreed : false)
     })
     servers.set(maxMessageSize, server)
   }
@@ -48,7 +49,7 @@ export const upgrade = (
   request: HttpServerRequest.HttpServerRequest,
   options: Transport.UpgradeOptions
 ): Effect.Effect<Transport.Socket, Transport.UpgradeError> =>
-  Effect.callback<Transport.Socket, Transport.UpgradeError>((resume) => {
+  Effect.suspend(() => {
     let incoming: IncomingMessage | undefined
     try {
       incoming = NodeHttpServerRequest.toIncomingMessage(request) as IncomingMessage
@@ -62,28 +63,36 @@ export const upgrade = (
       socket === null ||
       (incoming as { readonly upgrade?: boolean }).upgrade !== true
     ) {
-      resume(
-        Effect.fail(
-          new Transport.UpgradeError({
-            reason: "the request did not come through Node's upgrade event; serve the app with NodeHttpServer"
-          })
-        )
+      return Effect.fail(
+        new Transport.UpgradeError({
+          reason: "the request did not come through Node's upgrade event; serve the app with NodeHttpServer"
+        })
       )
-      return
     }
-    ;(incoming as IncomingMessage & { strataProtocol?: string }).strataProtocol = options.protocol
-    // A handshake ws refuses (bad key or version) is answered by ws and the socket closed.
-    const onHandshakeClose = () =>
-      resume(Effect.fail(new Transport.UpgradeError({ reason: "the socket closed during the handshake" })))
-    if (socket.destroyed) return onHandshakeClose()
-    socket.once("close", onHandshakeClose)
-    // Clients wait for the 101 before sending frames (RFC 6455 §4.1), so nothing is buffered
-    // beyond the request: the head is empty.
-    serverFor(options.maxMessageSize).handleUpgrade(incoming, socket, empty, (ws) => {
-      socket.off("close", onHandshakeClose)
-      resume(Effect.succeed(new NodeSocket(ws, socket)))
-    })
+    if (socket.destroyed) return closedDuringHandshake()
+    // Without `verifyClient`, ws completes or refuses the handshake before `handleUpgrade`
+    // returns: the callback has run, or ws answered the refusal (bad key or version) and closes the
+    // socket. So no close listener is needed to learn the outcome, and none is left on the socket.
+    let accepted: WebSocket | undefined
+    agreed = options.protocol
+    try {
+      // Clients wait for the 101 before sending frames (RFC 6455 §4.1), so nothing is buffered
+      // beyond the request: the head is empty.
+      serverFor(options.maxMessageSize).handleUpgrade(incoming, socket, empty, (ws) => {
+        accepted = ws
+      })
+    } finally {
+      agreed = undefined
+    }
+    return accepted === undefined ? closedDuringHandshake() : Effect.succeed(new NodeSocket(accepted, socket))
   })
+
+const closedDuringHandshake = () =>
+  Effect.fail(
+    new Transport.UpgradeError({
+      reason: "ws refused the handshake (bad key or version) or the socket closed during it"
+    })
+  )
 
 // The listener rides on the ws and net sockets themselves, and the event handlers are shared
 // functions (`this` is the emitter): an idle connection costs no closures of its own.
