@@ -52,10 +52,13 @@ export const unsign = (
   const dot = signed.lastIndexOf(".")
   if (dot <= 0) return undefined
   const value = signed.slice(0, dot)
-  const signature = signed.slice(dot + 1)
+  const given = Buffer.from(signed.slice(dot + 1))
   let ok = false
   for (const key of keys) {
-    if (constantTimeEqual(signature, mac(key, value))) ok = true
+    const expected = Buffer.from(mac(key, value))
+    // A MAC's length is public (43 characters of base64url), so only its bytes are compared, in
+    // constant time: one HMAC per key instead of three with the hashing comparison below.
+    if (given.length === expected.length && timingSafeEqual(given, expected)) ok = true
   }
   return ok ? value : undefined
 }
