@@ -98,16 +98,23 @@ export interface Upgrader {
 }
 
 // Loaded on first use, so that modules which only define channels (and the browser client) never
-// import Node's `ws`.
+// import Node's `ws`. Once loaded it is kept: a dynamic import per upgrade went through the module
+// loader every time (about 3 KB of garbage and an extra asynchronous hop per connection).
+let nodeTransport: typeof import("./NodeTransport.ts") | undefined
+
+const loadNodeTransport = Effect.tryPromise({
+  try: () => import("./NodeTransport.ts"),
+  catch: (cause) => new UpgradeError({ reason: "cannot load the Node transport", cause })
+})
+
 const nodeUpgrader: Upgrader = {
   upgrade: (request, options) =>
-    Effect.flatMap(
-      Effect.tryPromise({
-        try: () => import("./NodeTransport.ts"),
-        catch: (cause) => new UpgradeError({ reason: "cannot load the Node transport", cause })
-      }),
-      (node) => node.upgrade(request, options)
-    )
+    nodeTransport !== undefined
+      ? nodeTransport.upgrade(request, options)
+      : Effect.flatMap(loadNodeTransport, (node) => {
+          nodeTransport = node
+          return node.upgrade(request, options)
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
