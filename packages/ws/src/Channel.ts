@@ -684,7 +684,7 @@ const accept = (runtime: RouteRuntime) =>
         { "retry-after": "5" }
       )
     }
-    if ((request.headers["upgrade"] ?? "").toLowerCase() !== "websocket") {
+    if ((Transport.upgradeHeader(request, "upgrade") ?? "").toLowerCase() !== "websocket") {
       return refusal(
         426,
         "UpgradeRequired",
@@ -693,8 +693,9 @@ const accept = (runtime: RouteRuntime) =>
         { upgrade: "websocket" }
       )
     }
-    const offered = Protocol.parseSubprotocols(request.headers["sec-websocket-protocol"])
-    if (!offered.includes(channel.protocol)) {
+    const offer = Transport.upgradeHeader(request, "sec-websocket-protocol")
+    if (!Protocol.offersSubprotocol(offer, channel.protocol)) {
+      const offered = Protocol.parseSubprotocols(offer)
       const theirs = offered.filter((p) => p.startsWith(Protocol.subprotocolPrefix))
       return refusal(
         400,

@@ -363,3 +363,27 @@ export const parseSubprotocols = (header: string | undefined): ReadonlyArray<str
         .split(",")
         .map((s) => s.trim())
         .filter((s) => s.length > 0)
+
+// What `String.prototype.trim` removes.
+const space = /\s/
+const isSpace = (header: string, at: number): boolean => space.test(header[at]!)
+
+/**
+ * Does a `Sec-WebSocket-Protocol` header name this subprotocol? The same answer as
+ * `parseSubprotocols(header).includes(protocol)`, without building the list (a server asks it once
+ * per upgrade).
+ *
+ * @category hash
+ */
+export const offersSubprotocol = (header: string | undefined, protocol: string): boolean => {
+  if (header === undefined || protocol.length === 0) return false
+  for (let at = header.indexOf(protocol); at !== -1; at = header.indexOf(protocol, at + 1)) {
+    let before = at - 1
+    while (before >= 0 && isSpace(header, before)) before--
+    if (before >= 0 && header.charCodeAt(before) !== 0x2c) continue
+    let after = at + protocol.length
+    while (after < header.length && isSpace(header, after)) after++
+    if (after === header.length || header.charCodeAt(after) === 0x2c) return true
+  }
+  return false
+}

@@ -218,6 +218,28 @@ const isNodeUpgrade = (request: HttpServerRequest.HttpServerRequest): boolean =>
   )
 }
 
+/**
+ * A header the route checks before it upgrades (`upgrade`, `sec-websocket-protocol`). On Node's
+ * upgrade event it is read from Node's request, which is where ws reads the handshake's headers
+ * too; reading `request.headers` there would build Effect's copy of every header (about 2 KB per
+ * upgrade), kept by the request for as long as the connection lasts.
+ *
+ * @internal
+ */
+export const upgradeHeader = (
+  request: HttpServerRequest.HttpServerRequest,
+  name: "upgrade" | "sec-websocket-protocol"
+): string | undefined => {
+  if (isNodeUpgrade(request)) {
+    const value = (request as unknown as { readonly source: { readonly headers: NodeHeaders } }).source
+      .headers[name]
+    return value === undefined || typeof value === "string" ? value : value.join(", ")
+  }
+  return request.headers[name]
+}
+
+type NodeHeaders = Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+
 const defaultUpgrader: Upgrader = {
   upgrade: (request, options) =>
     isNodeUpgrade(request) ? nodeUpgrader.upgrade(request, options) : effectSocket.upgrade(request, options)

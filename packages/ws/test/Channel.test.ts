@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as fc from "fast-check"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
@@ -93,6 +94,31 @@ describe("the handshake", () => {
     expect(again.protocol).toBe(chat.protocol)
     const changed = Channel.make({ ...chat.definition, server: chat.definition.client })
     expect(changed.protocol).not.toBe(chat.protocol)
+  })
+
+  it("finds the channel's subprotocol in a header as parsing the header's list does", () => {
+    // Headers made of the protocol, near misses of it, commas and white space, in any order.
+    const piece = fc.constantFrom(
+      chat.protocol,
+      "strata.",
+      `${chat.protocol}x`,
+      `x${chat.protocol}`,
+      "a b",
+      ""
+    )
+    const gap = fc.constantFrom("", " ", "\t", "  ", "\u00a0")
+    const header = fc
+      .array(fc.tuple(gap, piece, gap), { maxLength: 5 })
+      .map((items) => items.map(([a, p, b]) => a + p + b).join(","))
+    fc.assert(
+      fc.property(fc.option(header, { nil: undefined }), (h) => {
+        expect(Protocol.offersSubprotocol(h, chat.protocol)).toBe(
+          Protocol.parseSubprotocols(h).includes(chat.protocol)
+        )
+      })
+    )
+    expect(Protocol.offersSubprotocol(`x, ${chat.protocol} ,y`, chat.protocol)).toBe(true)
+    expect(Protocol.offersSubprotocol(`${chat.protocol} x`, chat.protocol)).toBe(false)
   })
 })
 
