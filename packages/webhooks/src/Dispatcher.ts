@@ -61,6 +61,12 @@ export interface Options {
   readonly shutdownTimeout?: Duration.Input | undefined
   /** How often deliveries stranded on disabled endpoints are ended; default 10 seconds. */
   readonly sweepInterval?: Duration.Input | undefined
+  /**
+   * Retention: after each sweep, prune the messages whose deliveries all ended longer ago than this,
+   * with their deliveries and attempts (`Outbox.prune`, dead letters included). Default: never; keep
+   * it longer than the span you may want to `recover`.
+   */
+  readonly retention?: Duration.Input | undefined
   /** The `user-agent` of every request; default `Strata-Webhooks/0.1`. */
   readonly userAgent?: string | undefined
   /**
@@ -221,6 +227,10 @@ export const make = (
     const pollInterval = Duration.toMillis(options.pollInterval ?? "1 second")
     const shutdownTimeout = options.shutdownTimeout ?? policy.timeout
     const sweepInterval = options.sweepInterval ?? "10 seconds"
+    const retention = options.retention === undefined ? undefined : Duration.toMillis(options.retention)
+    if (retention !== undefined && !(retention > 0)) {
+      return yield* Effect.die(new Error(`Dispatcher: retention must be positive, got ${retention} ms`))
+    }
     const userAgent = options.userAgent ?? defaultUserAgent
     const recordDelay = Duration.toMillis(options.recordDelay ?? "5 millis")
     const spans = options.spans ?? false
@@ -610,10 +620,25 @@ export const make = (
       })
     )
 
+    // Every dispatcher on a database prunes: batches are short transactions, and two prunes of the
+    // same rows only split the work.
+    const pruneOld =
+      retention === undefined || retention === Infinity
+        ? Effect.void
+        : Effect.ignore(
+            Effect.flatMap(Clock.currentTimeMillis, (now) => store.prune({ before: now - retention })),
+            { log: "Warn", message: "Dispatcher: pruning old messages failed" }
+          )
     const sweep = Effect.forever(
       Effect.andThen(
         Effect.sleep(sweepInterval),
-        Effect.ignore(store.sweep, { log: "Warn", message: "Dispatcher: sweeping disabled endpoints failed" })
+        Effect.andThen(
+          Effect.ignore(store.sweep, {
+            log: "Warn",
+            message: "Dispatcher: sweeping disabled endpoints failed"
+          }),
+          pruneOld
+        )
       )
     )
 

@@ -2,8 +2,8 @@
  * The durable outbox of webhook messages: `send` records a message and one delivery per subscribed,
  * enabled endpoint before it returns; dispatchers lease due deliveries, attempt them and record each
  * attempt. Use `send` from application code, the log queries (`deliveries`, `attempts`,
- * `deadLetters`) and the repairs (`retry`, `recover`) from admin code, and `events` to learn when an
- * endpoint is disabled or a delivery is dead-lettered.
+ * `deadLetters`), the repairs (`retry`, `recover`) and retention (`prune`) from admin code, and
+ * `events` to learn when an endpoint is disabled or a delivery is dead-lettered.
  *
  * The store is a service with two implementations: `OutboxSqlite` (one file, the default) and
  * `OutboxPostgres` (several dispatcher processes on one database). Both keep these invariants:
@@ -16,7 +16,9 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type * as PubSub from "effect/PubSub"
@@ -35,6 +37,13 @@ import type * as Endpoint from "./Endpoint.ts"
  * @category models
  */
 export type DeliveryState = "pending" | "delivered" | "failed" | "disabled"
+
+/**
+ * The states a delivery ends in.
+ *
+ * @category models
+ */
+export type TerminalState = Exclude<DeliveryState, "pending">
 
 /**
  * A recorded message. `payload` is the exact body every attempt sends and signs.
@@ -169,6 +178,38 @@ export interface RecoverQuery {
 }
 
 /**
+ * Which messages `prune` deletes, with their deliveries and attempts: those whose every delivery
+ * ended (in one of `states`) before `before`, and that were recorded before it too (a message without
+ * deliveries counts from when it was recorded). Whatever the query, a message is kept while any of
+ * its deliveries is pending (waiting, leased or reopened), and for the store's idempotency window
+ * after it was recorded, so a `send` repeating its idempotency key or its id inside the window is
+ * still a duplicate.
+ *
+ * @category models
+ */
+export interface PruneQuery {
+  /** The cutoff (epoch ms): deliveries that ended at or after it keep their message. */
+  readonly before: number
+  /** Only messages whose deliveries all ended in one of these; default all three terminal states. */
+  readonly states?: ReadonlyArray<TerminalState> | undefined
+  /** The most messages deleted by this call; default no limit. */
+  readonly limit?: number | undefined
+  /** Messages looked at per transaction, so no transaction holds the store for long; default 500. */
+  readonly batchSize?: number | undefined
+}
+
+/**
+ * What `prune` deleted.
+ *
+ * @category models
+ */
+export interface Pruned {
+  readonly messages: number
+  readonly deliveries: number
+  readonly attempts: number
+}
+
+/**
  * The key of one delivery.
  *
  * @category models
@@ -283,6 +324,11 @@ export class Store extends Context.Service<
      * many.
      */
     readonly recover: (query: RecoverQuery) => Effect.Effect<number, StoreError>
+    /**
+     * Deletes old messages with their deliveries and attempts, a batch per transaction (see
+     * `PruneQuery` for which ones, and what is always kept).
+     */
+    readonly prune: (query: PruneQuery) => Effect.Effect<Pruned, StoreError>
     /** Application-facing notifications; subscribe before acting on what you expect to see. */
     readonly events: PubSub.PubSub<Event>
 
@@ -416,6 +462,39 @@ export const retry = (key: DeliveryKey): Effect.Effect<boolean, StoreError, Stor
  */
 export const recover = (query: RecoverQuery): Effect.Effect<number, StoreError, Store> =>
   Effect.flatMap(Store, (store) => store.recover(query))
+
+/**
+ * Options of `prune`: `PruneQuery` with the cutoff given as an age or a time.
+ *
+ * @category models
+ */
+export interface PruneOptions extends Omit<PruneQuery, "before"> {
+  /** Deliveries that ended longer ago than this (measured back from the Clock's now), or before this time. */
+  readonly olderThan: Duration.Input | Date
+}
+
+/**
+ * Retention: deletes the messages whose deliveries all ended before a cutoff, with their deliveries
+ * and attempts, in short transactions, and returns how many of each. Messages with a pending delivery
+ * and messages inside the store's idempotency window are never deleted. Deleted deliveries leave the
+ * log, `deadLetters` and the reach of `retry`/`recover`: keep dead letters longer with `states`.
+ *
+ * @example
+ * ```ts
+ * // Delivered messages after a week; dead letters after 30 days.
+ * yield* Outbox.prune({ olderThan: "7 days", states: ["delivered"] })
+ * yield* Outbox.prune({ olderThan: "30 days" })
+ * ```
+ * @category retention
+ */
+export const prune = (options: PruneOptions): Effect.Effect<Pruned, StoreError, Store> =>
+  Effect.flatMap(Store, (store) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const { olderThan, ...query } = options
+      const before = olderThan instanceof Date ? olderThan.getTime() : now - Duration.toMillis(olderThan)
+      return store.prune({ ...query, before })
+    })
+  )
 
 /**
  * The store's events as a stream (endpoint disabled, delivery dead-lettered). Only events published

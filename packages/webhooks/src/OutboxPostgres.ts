@@ -139,6 +139,9 @@ export const make = (
             idempotency_key text UNIQUE,
             created_at bigint NOT NULL
           )`)
+        yield* query(
+          `CREATE INDEX IF NOT EXISTS ${t("messages_created")} ON ${t("messages")} (created_at, id)`
+        )
         yield* query(`
           CREATE TABLE IF NOT EXISTS ${t("deliveries")} (
             message_id text NOT NULL,
@@ -507,6 +510,67 @@ export const make = (
       })
     const startBatch = yield* Store.groupCommit(startAll)
 
+    // One batch of a prune, in one transaction. The scan reads a snapshot; the candidates'
+    // deliveries are then locked and read again, so one reopened meanwhile (retry, recover) keeps its
+    // message, and one reopened afterwards finds it gone.
+    const pruneStep = (step: Store.PruneStep) =>
+      transaction(
+        Effect.gen(function* () {
+          const states = JSON.stringify(step.states)
+          const rows = yield* query(
+            `SELECT m.id, m.created_at, NOT EXISTS (
+                 SELECT 1 FROM ${t("deliveries")} d WHERE d.message_id = m.id
+                   AND (d.state NOT IN (SELECT jsonb_array_elements_text($4::jsonb)) OR d.updated_at >= $5)
+               ) AS prunable
+             FROM ${t("messages")} m
+             WHERE (m.created_at, m.id) > ($1, $2) AND m.created_at < $3
+             ORDER BY m.created_at, m.id LIMIT $6`,
+            [step.after.createdAt, step.after.id, step.upTo, states, step.before, step.size]
+          )
+          const last = rows.at(-1)
+          const result = (pruned: Outbox.Pruned): Store.PruneStepResult => ({
+            scanned: rows.length,
+            last:
+              last === undefined
+                ? undefined
+                : { createdAt: Number(last["created_at"]), id: last["id"] as string },
+            pruned
+          })
+          const candidates = rows.flatMap((row) => (row["prunable"] === true ? [row["id"] as string] : []))
+          if (candidates.length === 0) return result({ messages: 0, deliveries: 0, attempts: 0 })
+          const locked = yield* query(
+            `SELECT message_id, state, updated_at FROM ${t("deliveries")}
+             WHERE message_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+             ORDER BY message_id, endpoint_id FOR UPDATE`,
+            [JSON.stringify(candidates)]
+          )
+          const terminal = new Set<string>(step.states)
+          const keep = new Set(
+            locked.flatMap((row) =>
+              terminal.has(row["state"] as string) && Number(row["updated_at"]) < step.before
+                ? []
+                : [row["message_id"] as string]
+            )
+          )
+          const ids = candidates.filter((id) => !keep.has(id)).slice(0, step.take)
+          if (ids.length === 0) return result({ messages: 0, deliveries: 0, attempts: 0 })
+          const [counts] = yield* query(
+            `WITH ids AS (SELECT jsonb_array_elements_text($1::jsonb) AS id),
+             a AS (DELETE FROM ${t("attempts")} WHERE message_id IN (SELECT id FROM ids) RETURNING 1),
+             d AS (DELETE FROM ${t("deliveries")} WHERE message_id IN (SELECT id FROM ids) RETURNING 1),
+             m AS (DELETE FROM ${t("messages")} WHERE id IN (SELECT id FROM ids) RETURNING 1)
+             SELECT (SELECT count(*) FROM a) AS attempts, (SELECT count(*) FROM d) AS deliveries,
+               (SELECT count(*) FROM m) AS messages`,
+            [JSON.stringify(ids)]
+          )
+          return result({
+            messages: Number(counts?.["messages"] ?? 0),
+            deliveries: Number(counts?.["deliveries"] ?? 0),
+            attempts: Number(counts?.["attempts"] ?? 0)
+          })
+        })
+      )
+
     return Outbox.Store.of({
       send: (message) => Effect.map(sendAll([message]), (sent) => sent[0]!),
       sendAll,
@@ -710,6 +774,8 @@ export const make = (
           (rows) => rows.length
         )
       ),
+      prune: (q) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => Store.prune(q, now, idempotencyWindow, pruneStep)),
       changed: changes.wait
     })
   })

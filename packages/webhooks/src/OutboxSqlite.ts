@@ -132,6 +132,7 @@ export const make = (
             idempotency_key TEXT UNIQUE,
             created_at INTEGER NOT NULL
           );
+          CREATE INDEX IF NOT EXISTS ${t("messages_created")} ON ${t("messages")} (created_at, id);
           CREATE TABLE IF NOT EXISTS ${t("deliveries")} (
             message_id TEXT NOT NULL,
             endpoint_id TEXT NOT NULL,
@@ -274,6 +275,26 @@ export const make = (
             `SELECT MIN((SELECT next_at FROM ${t("deliveries")} d
                          WHERE d.endpoint_id = e.id AND d.state = 'pending' ORDER BY d.next_at LIMIT 1)) AS due
              FROM ${t("endpoints")} e WHERE e.enabled = 1`
+          ),
+          // The messages after a cursor, oldest first, each with whether every delivery it has ended
+          // in one of the states (?4, a JSON array) before the cutoff (?5).
+          pruneScan: db.prepare(
+            `SELECT m.id, m.created_at, NOT EXISTS (
+                 SELECT 1 FROM ${t("deliveries")} d WHERE d.message_id = m.id
+                   AND (d.state NOT IN (SELECT value FROM json_each(?4)) OR d.updated_at >= ?5)
+               ) AS prunable
+             FROM ${t("messages")} m
+             WHERE (m.created_at, m.id) > (?1, ?2) AND m.created_at < ?3
+             ORDER BY m.created_at, m.id LIMIT ?6`
+          ),
+          pruneAttempts: db.prepare(
+            `DELETE FROM ${t("attempts")} WHERE message_id IN (SELECT value FROM json_each(?))`
+          ),
+          pruneDeliveries: db.prepare(
+            `DELETE FROM ${t("deliveries")} WHERE message_id IN (SELECT value FROM json_each(?))`
+          ),
+          pruneMessages: db.prepare(
+            `DELETE FROM ${t("messages")} WHERE id IN (SELECT value FROM json_each(?))`
           ),
           sweep: db.prepare(
             `UPDATE ${t("deliveries")} SET state = 'disabled', lease_owner = NULL, updated_at = ?1
@@ -680,6 +701,38 @@ export const make = (
         return row?.due == null ? Option.none() : Option.some(Number(row.due))
       }),
       sweep: atomically((now) => Number(statements.sweep.run(now).changes), false),
+      // One transaction per batch, each short; it need not be durable: a prune lost to a power cut is
+      // only done again.
+      prune: (query) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Store.prune(query, now, idempotencyWindow, (step) =>
+            attempt(() =>
+              transaction(false, () => {
+                const rows = statements.pruneScan.all(
+                  step.after.createdAt,
+                  step.after.id,
+                  step.upTo,
+                  JSON.stringify(step.states),
+                  step.before,
+                  step.size
+                ) as Array<{ id: string; created_at: number; prunable: number }>
+                const last = rows.at(-1)
+                const ids = JSON.stringify(
+                  rows.flatMap((row) => (Number(row.prunable) === 1 ? [row.id] : [])).slice(0, step.take)
+                )
+                return {
+                  scanned: rows.length,
+                  last: last === undefined ? undefined : { createdAt: Number(last.created_at), id: last.id },
+                  pruned: {
+                    attempts: Number(statements.pruneAttempts.run(ids).changes),
+                    deliveries: Number(statements.pruneDeliveries.run(ids).changes),
+                    messages: Number(statements.pruneMessages.run(ids).changes)
+                  }
+                }
+              })
+            )
+          )
+        ),
       changed: changes.wait
     })
   })

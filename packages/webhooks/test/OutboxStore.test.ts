@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { randomUUID } from "node:crypto"
 import { DatabaseSync } from "node:sqlite"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -446,6 +447,192 @@ const contract = (name: string, makeLayer: () => StoreLayer) => {
       )
     )
 
+    it.effect(
+      "prune deletes old messages whose deliveries all ended, with their deliveries and attempts; pending and recent ones stay",
+      () =>
+        run(
+          Effect.gen(function* () {
+            const store = yield* Outbox.Store
+            const a = yield* create({ url: "http://a.test/", eventTypes: ["one", "two"] })
+            const b = yield* create({ url: "http://b.test/", eventTypes: ["two"] })
+            const delivered = yield* send("one")
+            const failed = yield* send("one")
+            const disabled = yield* send("one")
+            const mixed = yield* send("two")
+            const leased = yield* send("one")
+            const keyed = yield* send("one", { idempotencyKey: "k-old" })
+            const nobody = yield* send("zzz")
+            const leases = yield* leaseAll("w", [a.id, b.id])
+            const of = (m: Outbox.Sent, endpointId = a.id) =>
+              leases.find((l) => l.messageId === m.id && l.endpointId === endpointId)!
+            yield* completeAll([
+              completion(of(delivered), { _tag: "Delivered" }, { at: 0 }),
+              completion(of(failed), { _tag: "Failed" }, { at: 0 }),
+              completion(of(disabled), { _tag: "Disable" }, { at: 0, status: 410 }),
+              completion(of(mixed), { _tag: "Delivered" }, { at: 0 }),
+              completion(of(keyed), { _tag: "Delivered" }, { at: 0 })
+            ])
+            // `a` answered 410: re-enabled so the next ones can be leased.
+            yield* Effect.flatMap(Endpoint.Endpoints, (e) => e.update(a.id, { enabled: true }))
+            // Waiting, never leased.
+            const waiting = yield* send("one")
+            expect(Option.isSome(yield* store.message(leased.id))).toBe(true)
+            // Past the idempotency window (24 h) of all these.
+            yield* TestClock.setTime(25 * hour)
+            const [lateLease] = yield* leaseAll("w2", [b.id])
+            expect(lateLease!.messageId).toBe(mixed.id)
+            const halfDone = yield* send("two")
+            const recent = yield* Effect.gen(function* () {
+              const sent = yield* send("one")
+              const fresh = (yield* leaseAll("w3", [a.id])).filter(
+                (l) => l.messageId === sent.id || l.messageId === halfDone.id
+              )
+              yield* completeAll(fresh.map((l) => completion(l, { _tag: "Delivered" }, { at: 25 * hour })))
+              return sent
+            })
+            expect(yield* Outbox.prune({ olderThan: "2 hours" })).toEqual({
+              messages: 5,
+              deliveries: 4,
+              attempts: 4
+            })
+            const gone = [delivered, failed, disabled, keyed]
+            for (const m of [...gone, nobody]) expect(Option.isNone(yield* store.message(m.id))).toBe(true)
+            for (const m of [mixed, leased, waiting, halfDone, recent])
+              expect(Option.isSome(yield* store.message(m.id))).toBe(true)
+            for (const m of gone) {
+              expect(yield* Outbox.deliveries({ messageId: m.id })).toEqual([])
+              expect(yield* Outbox.attempts({ messageId: m.id, endpointId: a.id })).toEqual([])
+            }
+            expect(yield* Outbox.attempts({ messageId: mixed.id, endpointId: a.id })).toHaveLength(1)
+            // A pruned delivery cannot be retried; the key of a pruned message is free.
+            expect(yield* Outbox.retry({ messageId: failed.id, endpointId: a.id })).toBe(false)
+            expect((yield* send("one", { idempotencyKey: "k-old" })).duplicate).toBe(false)
+            // Nothing more is old enough; a later cutoff takes what ended since.
+            expect(yield* Outbox.prune({ olderThan: "2 hours" })).toEqual({
+              messages: 0,
+              deliveries: 0,
+              attempts: 0
+            })
+            // Once the window of those sent at 25 h has passed, a cutoff just after 25 h takes `recent`;
+            // halfDone's delivery to `b` is still waiting, so it stays.
+            yield* TestClock.setTime(49 * hour + 1)
+            expect(yield* Outbox.prune({ olderThan: new Date(25 * hour + 1) })).toEqual({
+              messages: 1,
+              deliveries: 1,
+              attempts: 1
+            })
+            expect(Option.isNone(yield* store.message(recent.id))).toBe(true)
+            // The lease of `mixed` on `b` ends it: then it goes too.
+            yield* completeAll([completion(lateLease!, { _tag: "Delivered" }, { at: 25 * hour })])
+            expect((yield* Outbox.prune({ olderThan: "0 millis" })).messages).toBe(1)
+            expect(Option.isNone(yield* store.message(mixed.id))).toBe(true)
+          })
+        )
+    )
+
+    it.effect("prune keeps a message for the idempotency window: its key and id stay duplicates", () =>
+      run(
+        Effect.gen(function* () {
+          const ep = yield* create({ url: "http://a.test/" })
+          const keyed = yield* send("one", { idempotencyKey: "signup-1" })
+          const fixed = yield* send("one", { id: "msg_fixed" })
+          const plain = yield* send("one")
+          yield* completeAll(
+            (yield* leaseAll("w", [ep.id])).map((l) => completion(l, { _tag: "Delivered" }, { at: 0 }))
+          )
+          const nothing = { messages: 0, deliveries: 0, attempts: 0 }
+          yield* TestClock.setTime(2 * hour)
+          expect(yield* Outbox.prune({ olderThan: "1 hour" })).toEqual(nothing)
+          expect(yield* send("one", { idempotencyKey: "signup-1" })).toEqual({
+            id: keyed.id,
+            deliveries: 0,
+            duplicate: true
+          })
+          expect((yield* send("one", { id: "msg_fixed" })).duplicate).toBe(true)
+          // The last millisecond of the window: still kept, still a duplicate.
+          yield* TestClock.setTime(24 * hour - 1)
+          expect(yield* Outbox.prune({ olderThan: "0 millis" })).toEqual(nothing)
+          expect((yield* send("one", { idempotencyKey: "signup-1" })).duplicate).toBe(true)
+          yield* TestClock.setTime(24 * hour)
+          expect(yield* Outbox.prune({ olderThan: "1 hour" })).toEqual({
+            messages: 3,
+            deliveries: 3,
+            attempts: 3
+          })
+          for (const m of [keyed, fixed, plain]) {
+            expect(Option.isNone(yield* Effect.flatMap(Outbox.Store, (s) => s.message(m.id)))).toBe(true)
+          }
+          const again = yield* send("one", { idempotencyKey: "signup-1" })
+          expect(again.duplicate).toBe(false)
+          expect(again.id).not.toBe(keyed.id)
+        })
+      )
+    )
+
+    it.effect("prune works in batches, stops at its limit and keeps what states leaves out", () =>
+      run(
+        Effect.gen(function* () {
+          const ep = yield* create({ url: "http://a.test/" })
+          const store = yield* Outbox.Store
+          // Oldest first, messages that must stay between those that may go.
+          const sent: Array<{ readonly id: string; readonly ends: "delivered" | "failed" | "pending" }> = []
+          for (let i = 0; i < 12; i++) {
+            const ends = i % 4 === 1 ? "pending" : i % 4 === 3 ? "failed" : "delivered"
+            sent.push({ id: (yield* send()).id, ends })
+            yield* TestClock.adjust(10)
+          }
+          const leases = yield* leaseAll("w", [ep.id])
+          yield* completeAll(
+            leases.flatMap((l) => {
+              const ends = sent.find((m) => m.id === l.messageId)!.ends
+              return ends === "pending"
+                ? []
+                : [completion(l, ends === "failed" ? { _tag: "Failed" } : { _tag: "Delivered" }, { at: 200 })]
+            })
+          )
+          yield* TestClock.setTime(48 * hour)
+          const left = () =>
+            Effect.map(Outbox.deliveries({ limit: 1000 }), (rows) =>
+              sent.filter((m) => rows.some((d) => d.messageId === m.id)).map((m) => m.ends)
+            )
+          // Delivered only, at most 4, two messages per batch: the four oldest delivered ones.
+          expect(
+            yield* Outbox.prune({ olderThan: "1 hour", states: ["delivered"], limit: 4, batchSize: 2 })
+          ).toEqual({ messages: 4, deliveries: 4, attempts: 4 })
+          expect(Option.isNone(yield* store.message(sent[0]!.id))).toBe(true)
+          expect(Option.isSome(yield* store.message(sent[8]!.id))).toBe(true)
+          expect(yield* left()).toEqual([
+            "pending",
+            "failed",
+            "pending",
+            "failed",
+            "delivered",
+            "pending",
+            "delivered",
+            "failed"
+          ])
+          expect(
+            (yield* Outbox.prune({ olderThan: "1 hour", states: ["delivered"], batchSize: 3 })).messages
+          ).toBe(2)
+          expect(yield* left()).toEqual(["pending", "failed", "pending", "failed", "pending", "failed"])
+          // A dead letter reopened by a retry is pending again: it stays.
+          const reopened = sent.find((m) => m.ends === "failed")!
+          expect(yield* Outbox.retry({ messageId: reopened.id, endpointId: ep.id })).toBe(true)
+          expect(yield* Outbox.prune({ olderThan: "1 hour", batchSize: 1 })).toEqual({
+            messages: 2,
+            deliveries: 2,
+            attempts: 2
+          })
+          expect(yield* left()).toEqual(["pending", "failed", "pending", "pending"])
+          expect(yield* Outbox.prune({ olderThan: "1 hour", limit: 0 })).toEqual({
+            messages: 0,
+            deliveries: 0,
+            attempts: 0
+          })
+        })
+      )
+    )
+
     it.effect("the delivery log filters and pages newest first", () =>
       run(
         Effect.gen(function* () {
@@ -551,6 +738,41 @@ const contract = (name: string, makeLayer: () => StoreLayer) => {
 
 contract("SQLite", () => OutboxSqlite.layer({ filename: ":memory:" }))
 
+describe("retention", () => {
+  // The store's side is in the contract above, on both stores; this is the dispatcher calling it.
+  it.effect("a dispatcher with retention prunes on its sweep", () =>
+    Testing.world(
+      {
+        dispatcher: { retention: "1 hour", sweepInterval: "1 minute" },
+        endpoints: [{ url: "http://a.test/" }]
+      },
+      () =>
+        Effect.gen(function* () {
+          const store = yield* Outbox.Store
+          const sent = yield* send()
+          expect(yield* Testing.untilQuiet("1 minute")).toBe(true)
+          expect((yield* Outbox.deliveries({ messageId: sent.id }))[0]!.state).toBe("delivered")
+          // Kept for the idempotency window (24 h), then pruned within a sweep.
+          yield* Testing.advance("23 hours", "1 hour")
+          expect(Option.isSome(yield* store.message(sent.id))).toBe(true)
+          yield* Testing.advance("62 minutes", "1 minute")
+          expect(Option.isNone(yield* store.message(sent.id))).toBe(true)
+        })
+    )
+  )
+
+  it.effect("a dispatcher without retention keeps everything", () =>
+    Testing.world({ dispatcher: { sweepInterval: "1 minute" }, endpoints: [{ url: "http://a.test/" }] }, () =>
+      Effect.gen(function* () {
+        const sent = yield* send()
+        expect(yield* Testing.untilQuiet("1 minute")).toBe(true)
+        yield* Testing.advance("48 hours", "1 hour")
+        expect(Option.isSome(yield* Effect.flatMap(Outbox.Store, (s) => s.message(sent.id)))).toBe(true)
+      })
+    )
+  )
+})
+
 describe("SQLite transactional outbox", () => {
   it.effect("a send inside the application's transaction commits and rolls back with it", () =>
     Effect.gen(function* () {
@@ -648,6 +870,40 @@ const pgStore = (): StoreLayer =>
         OutboxPostgres.layer({ tablePrefix: `${runPrefix}tx_` }).pipe(Layer.provideMerge(pgLayer()))
       )
     )
+  )
+
+  it.live(
+    "prune locks and reads again what it deletes: a delivery reopened meanwhile keeps its message",
+    () =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const ep = yield* create({ url: "http://a.test/" })
+        const sent = yield* send()
+        const [lease] = yield* leaseAll("w", [ep.id])
+        yield* completeAll([completion(lease!, { _tag: "Failed" }, { at: 0 })])
+        yield* Effect.sleep("5 millis")
+        // The prune reads its snapshot while a retry's transaction has reopened the delivery and not yet
+        // committed; it waits for the row, then must see it pending.
+        const reopened = yield* Deferred.make<void>()
+        const pruning = yield* Effect.forkChild(
+          Effect.andThen(Deferred.await(reopened), Outbox.prune({ olderThan: "0 millis" }))
+        )
+        yield* sql.withTransaction(
+          Effect.gen(function* () {
+            expect(yield* Outbox.retry({ messageId: sent.id, endpointId: ep.id })).toBe(true)
+            yield* Deferred.succeed(reopened, undefined)
+            yield* Effect.sleep("300 millis")
+          })
+        )
+        expect((yield* Fiber.join(pruning)).messages).toBe(0)
+        expect((yield* Outbox.deliveries({ messageId: sent.id }))[0]!.state).toBe("pending")
+      }).pipe(
+        Effect.provide(
+          OutboxPostgres.layer({ tablePrefix: `${runPrefix}race_`, idempotencyWindow: 0 }).pipe(
+            Layer.provideMerge(pgLayer())
+          )
+        )
+      )
   )
 
   it.live(

@@ -54,3 +54,15 @@ Retry.decide(policy, { attempt: 1, outcome: { status: 200 }, random: 0.5, now: 0
 const _layer = Dispatcher.layer({ policy, batchSize: 128 })
 // @ts-expect-error unknown option
 Dispatcher.layer({ batchsize: 128 })
+
+// Retention prunes only terminal deliveries, by age or by time.
+const _pruned: Effect.Effect<Outbox.Pruned, Outbox.StoreError, Outbox.Store> = Outbox.prune({
+  olderThan: "7 days",
+  states: ["delivered", "failed"]
+})
+const _prunedBefore = Outbox.prune({ olderThan: new Date("2025-01-01"), limit: 10_000 })
+// @ts-expect-error a pending delivery is never pruned
+Outbox.prune({ olderThan: "7 days", states: ["pending"] })
+// @ts-expect-error the cutoff is required
+Outbox.prune({ states: ["delivered"] })
+const _retention = Dispatcher.layer({ retention: "30 days" })

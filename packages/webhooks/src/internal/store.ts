@@ -334,3 +334,72 @@ export const groupCommit = <I, O>(
             return Effect.andThen(Queue.offer(jobs, { inputs, done }), Deferred.await(done))
           })
   })
+
+/** @internal Where a prune has got to: the last message it looked at, in (created_at, id) order. */
+export interface PruneCursor {
+  readonly createdAt: number
+  readonly id: string
+}
+
+/** @internal One batch of a prune, as a store runs it in one transaction. */
+export interface PruneStep {
+  /** Messages recorded before this (epoch ms) may go: the cutoff, or the idempotency window's start. */
+  readonly upTo: number
+  /** Deliveries that ended at or after this keep their message. */
+  readonly before: number
+  readonly states: ReadonlyArray<Outbox.TerminalState>
+  /** Look at the messages after this one. */
+  readonly after: PruneCursor
+  /** Look at this many. */
+  readonly size: number
+  /** Delete at most this many of them. */
+  readonly take: number
+}
+
+/** @internal What a batch did. */
+export interface PruneStepResult {
+  readonly scanned: number
+  readonly last: PruneCursor | undefined
+  readonly pruned: Outbox.Pruned
+}
+
+const terminalStates: ReadonlyArray<Outbox.TerminalState> = ["delivered", "failed", "disabled"]
+
+/**
+ * @internal The prune both stores run: it walks the messages old enough to go, oldest first, one
+ * batch (one transaction) at a time, yielding between batches so other work gets the store. Each
+ * message is looked at once per call, so messages that must stay do not slow later batches.
+ */
+export const prune = (
+  query: Outbox.PruneQuery,
+  now: number,
+  idempotencyWindow: number,
+  step: (step: PruneStep) => Effect.Effect<PruneStepResult, Outbox.StoreError>
+): Effect.Effect<Outbox.Pruned, Outbox.StoreError> => {
+  const total = { messages: 0, deliveries: 0, attempts: 0 }
+  const states = [...new Set(query.states ?? terminalStates)]
+  for (const state of states) {
+    if (!terminalStates.includes(state)) {
+      return Effect.die(new Error(`Outbox.prune: ${JSON.stringify(state)} is not a terminal state`))
+    }
+  }
+  const limit = query.limit === undefined ? Infinity : Math.floor(query.limit)
+  const size = Math.max(1, Math.min(10_000, Math.floor(query.batchSize ?? 500)))
+  // Times are whole milliseconds in the tables: rounding a cutoff up keeps "before" exact.
+  const before = Math.ceil(Math.min(query.before, Number.MAX_SAFE_INTEGER))
+  // Inside the idempotency window a message is what makes a repeated key or id a duplicate.
+  const upTo = Math.min(before, Math.floor(now - idempotencyWindow) + 1)
+  if (!(limit > 0) || !Number.isFinite(upTo)) return Effect.succeed(total)
+  const loop = (after: PruneCursor): Effect.Effect<Outbox.Pruned, Outbox.StoreError> =>
+    Effect.flatMap(
+      step({ upTo, before, states, after, size, take: Math.min(size, limit - total.messages) }),
+      ({ last, pruned, scanned }) => {
+        total.messages += pruned.messages
+        total.deliveries += pruned.deliveries
+        total.attempts += pruned.attempts
+        if (scanned < size || last === undefined || total.messages >= limit) return Effect.succeed(total)
+        return Effect.andThen(Effect.yieldNow, loop(last))
+      }
+    )
+  return loop({ createdAt: Number.MIN_SAFE_INTEGER, id: "" })
+}
