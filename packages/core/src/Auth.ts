@@ -15,7 +15,7 @@ import * as Schema from "effect/Schema"
 import type * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerRequest from "effect/http/HttpServerRequest"
 import * as Jose from "jose"
-import { createHash, timingSafeEqual } from "node:crypto"
+import { createHash, createHmac, createSecretKey, timingSafeEqual } from "node:crypto"
 import * as HttpError from "./HttpError.ts"
 import * as Middleware from "./Middleware.ts"
 import type * as Session from "./Session.ts"
@@ -556,7 +556,63 @@ const seconds = (input: Duration.Input): number => Duration.toSeconds(Duration.f
 const millis = (input: Duration.Input): number =>
   Math.round(Duration.toMillis(Duration.fromInputUnsafe(input)))
 
-const keyOf = (options: JwtKey): Jose.JWTVerifyGetKey => {
+const hmacHashes: Record<HmacAlgorithm, string> = { HS256: "sha256", HS384: "sha384", HS512: "sha512" }
+const base64url = /^[A-Za-z0-9_-]*$/
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true })
+
+type ClaimOptions = Jose.JWTClaimVerificationOptions & { readonly currentDate: Date }
+
+/**
+ * Verifies an HMAC-signed JWT synchronously with node:crypto. jose verifies HMACs through WebCrypto,
+ * a thread-pool job that cost more CPU than the rest of an authenticated request. The header is
+ * parsed strictly, `alg` must be in the allowlist, the signature is compared in constant time in
+ * its canonical base64url form, and then jose's own code checks the header (`crit`, `b64`, `typ`)
+ * and the claims, on the same header with `alg: none` (`UnsecuredJWT.decode`), so the claim rules
+ * and errors are jose's. Errors are jose's error classes, so `reasonOf` reads them alike.
+ */
+const hmacVerifier = (bytes: Uint8Array, algorithms: ReadonlyArray<string>) => {
+  const key = createSecretKey(bytes)
+  const allowed = new Set(algorithms)
+  return (token: string, claims: ClaimOptions): Jose.JWTPayload => {
+    const parts = token.split(".")
+    if (parts.length !== 3 || !parts.every((part) => base64url.test(part))) {
+      throw new Jose.errors.JWSInvalid("Invalid Compact JWS")
+    }
+    const [encodedHeader, encodedPayload, signature] = parts as [string, string, string]
+    let header: unknown
+    try {
+      header = JSON.parse(strictUtf8.decode(Buffer.from(encodedHeader, "base64url")))
+    } catch {
+      throw new Jose.errors.JWSInvalid("JWS Protected Header is invalid")
+    }
+    if (typeof header !== "object" || header === null || Array.isArray(header)) {
+      throw new Jose.errors.JWSInvalid("JWS Protected Header is invalid")
+    }
+    const alg = (header as { readonly alg?: unknown }).alg
+    if (typeof alg !== "string" || alg === "") {
+      throw new Jose.errors.JWSInvalid('JWS "alg" (Algorithm) Header Parameter missing or invalid')
+    }
+    if (!allowed.has(alg) || !Object.hasOwn(hmacHashes, alg)) {
+      throw new Jose.errors.JOSEAlgNotAllowed('"alg" (Algorithm) Header Parameter value not allowed')
+    }
+    const expected = Buffer.from(
+      createHmac(hmacHashes[alg as HmacAlgorithm], key)
+        .update(`${encodedHeader}.${encodedPayload}`)
+        .digest("base64url")
+    )
+    const given = Buffer.from(signature)
+    // The signature's length is public; its bytes are compared in constant time.
+    if (!(given.length === expected.length && timingSafeEqual(given, expected))) {
+      throw new Jose.errors.JWSSignatureVerificationFailed()
+    }
+    const unsecured = `${Buffer.from(JSON.stringify({ ...header, alg: "none" })).toString("base64url")}.${encodedPayload}.`
+    return Jose.UnsecuredJWT.decode(unsecured, claims).payload
+  }
+}
+
+type Verifier = (token: string, claims: ClaimOptions) => Jose.JWTPayload | Promise<Jose.JWTPayload>
+
+const verifierOf = (options: JwtKey): Verifier => {
   for (const algorithm of options.algorithms) {
     const allowed =
       options.secret !== undefined
@@ -569,25 +625,15 @@ const keyOf = (options: JwtKey): Jose.JWTVerifyGetKey => {
     const needed = Math.max(...options.algorithms.map((a) => hmacKeyBytes[a as HmacAlgorithm]))
     // RFC 7518 §3.2: the key must be at least as long as the hash output.
     if (bytes.length < needed) throw new Error(`jwt: the secret must be at least ${needed} bytes long`)
-    // Imported once per algorithm: handed raw bytes, jose would import the key on every verification.
-    // jose checks `alg` against the allowlist before asking for the key, and a CryptoKey imported
-    // for one hash is refused for another.
-    const imported = new Map<string, Promise<CryptoKey>>()
-    return (header) => {
-      const alg = header.alg ?? ""
-      let key = imported.get(alg)
-      if (key === undefined) {
-        if (!Object.hasOwn(hmacKeyBytes, alg))
-          return Promise.reject(new Jose.errors.JOSEAlgNotAllowed("algorithm not allowed"))
-        key = crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: `SHA-${alg.slice(2)}` }, false, [
-          "verify"
-        ])
-        imported.set(alg, key)
-      }
-      return key
-    }
+    return hmacVerifier(bytes, options.algorithms)
   }
-  const jwks = options.jwks
+  const key = keySetOf(options.jwks)
+  const algorithms = [...options.algorithms]
+  return (token, claims) =>
+    Jose.jwtVerify(token, key, { ...claims, algorithms }).then((verified) => verified.payload)
+}
+
+const keySetOf = (jwks: Jwks): Jose.JWTVerifyGetKey => {
   if (jwks.keys !== undefined) return Jose.createLocalJWKSet({ keys: [...jwks.keys] })
   const remote = Jose.createRemoteJWKSet(new URL(jwks.url), {
     ...(jwks.timeout === undefined ? {} : { timeoutDuration: millis(jwks.timeout) }),
@@ -639,24 +685,30 @@ export const jwt = <Id, User, RD = never>(
 > => {
   if ((options.algorithms as ReadonlyArray<string>).length === 0)
     throw new Error("jwt: algorithms must not be empty")
-  const key = keyOf(options)
+  const verifier = verifierOf(options)
   const challenges = bearerChallenges(options.realm ?? "api")
   const tolerance = seconds(options.clockTolerance ?? "5 seconds")
   const decode = Schema.decodeUnknownEffect(options.decode)
   const issuer = listOf(options.issuer)
   const audience = listOf(options.audience)
-  const verifyOptions = {
-    algorithms: [...options.algorithms],
+  const claimOptions = {
     clockTolerance: tolerance,
     requiredClaims: [...(options.requiredClaims ?? ["exp"])],
     ...(issuer === undefined ? {} : { issuer }),
     ...(audience === undefined ? {} : { audience }),
     ...(options.typ === undefined ? {} : { typ: options.typ })
   }
-  const verify = (token: string, now: number) => {
-    const withDate = { ...verifyOptions, currentDate: new Date(now) }
-    return Jose.jwtVerify(token, key, withDate)
-  }
+  const verify = (token: string, now: number): Effect.Effect<Jose.JWTPayload, unknown> =>
+    Effect.suspend(() => {
+      try {
+        const payload = verifier(token, { ...claimOptions, currentDate: new Date(now) })
+        return payload instanceof Promise
+          ? Effect.tryPromise({ try: () => payload, catch: (error) => error })
+          : Effect.succeed(payload)
+      } catch (error) {
+        return Effect.fail(error)
+      }
+    })
   const rejected = (
     error: unknown
   ): Effect.Effect<never, HttpError.Unauthorized | HttpError.ServiceUnavailable> => {
@@ -679,12 +731,9 @@ export const jwt = <Id, User, RD = never>(
     Effect.gen(function* () {
       const token = yield* bearerToken(challenges)
       const now = yield* Clock.currentTimeMillis
-      const verified = yield* Effect.tryPromise({
-        try: () => verify(token, now),
-        catch: (error) => error
-      }).pipe(Effect.catch(rejected))
+      const payload = yield* verify(token, now).pipe(Effect.catch(rejected))
       return yield* Effect.mapError(
-        decode(verified.payload),
+        decode(payload),
         () => new HttpError.Unauthorized({ challenge: challenges.invalid, reason: "claims do not decode" })
       )
     })

@@ -14,6 +14,7 @@ import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerRespondable from "effect/http/HttpServerRespondable"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Jose from "jose"
+import * as fc from "fast-check"
 import * as crypto from "node:crypto"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -468,7 +469,7 @@ describe("Auth.jwt", () => {
     })
   )
 
-  it.effect("several HMAC algorithms share one secret, each verified with its own imported key", () =>
+  it.effect("several HMAC algorithms share one secret, each verified with its own hash", () =>
     Effect.gen(function* () {
       yield* atT0
       const both = Auth.jwt({
@@ -479,7 +480,7 @@ describe("Auth.jwt", () => {
         audience: "api",
         decode: UserFromClaims
       })
-      // Twice each, in alternation: the second verification of each algorithm uses the cached key.
+      // Twice each, in alternation.
       for (let round = 0; round < 2; round++) {
         for (const alg of ["HS256", "HS512"]) {
           const token = yield* sign(claims(), alg, secretBytes)
@@ -904,4 +905,135 @@ describe("Middleware.oneOf of bearer, api key and session user", () => {
       'Bearer realm="api", error="invalid_token", ApiKey realm="api", in="header", name="X-API-Key", Cookie realm="app"'
     ])
   })
+})
+
+// ---------------------------------------------------------------------------------------------
+// HMAC tokens are verified with node:crypto, not by jose: the decision must be jose's, for any token.
+// ---------------------------------------------------------------------------------------------
+describe("Auth.jwt with a secret decides as jose's jwtVerify does", () => {
+  const otherSecret = new TextEncoder().encode(
+    "another-secret-0123456789abcdef0123456789abcdef0123456789abcdef"
+  )
+  const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url")
+  const hmac = (alg: string, key: Uint8Array, input: string) =>
+    crypto
+      .createHmac(alg === "HS384" ? "sha384" : alg === "HS512" ? "sha512" : "sha256", key)
+      .update(input)
+      .digest("base64url")
+
+  // Each field is usually valid and sometimes not, so the sample holds both answers.
+  const mostly = <A>(good: fc.Arbitrary<A>, bad: fc.Arbitrary<unknown>) =>
+    fc.oneof({ weight: 5, arbitrary: good as fc.Arbitrary<unknown> }, { weight: 1, arbitrary: bad })
+  const absent = Symbol("absent")
+  const defined = (entries: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(entries).filter(([, value]) => value !== absent))
+  const header = fc
+    .record({
+      alg: mostly(
+        fc.constantFrom("HS256", "HS512"),
+        fc.constantFrom("HS384", "none", "RS256", "", 256, "hs256")
+      ),
+      typ: mostly(fc.constantFrom(absent, "JWT", "at+jwt", "application/at+jwt", "AT+JWT"), fc.constant(5)),
+      crit: mostly(fc.constant(absent), fc.constantFrom(["b64"], ["exp"], [], "b64")),
+      b64: mostly(fc.constant(absent), fc.constantFrom(true, false, "false")),
+      kid: fc.constantFrom(absent, "k1")
+    })
+    .map(defined)
+  const numericDate = (good: fc.Arbitrary<number | typeof absent>) =>
+    mostly(good, fc.constantFrom("soon", null, T0 + 0.5, Number.MAX_SAFE_INTEGER, T0 - 3600, T0 + 3600))
+  const payload = fc.oneof(
+    {
+      weight: 8,
+      arbitrary: fc
+        .record({
+          iss: mostly(fc.constant("https://issuer.test"), fc.constantFrom(absent, "https://other.test", 5)),
+          aud: mostly(fc.constantFrom("api", ["api", "web"]), fc.constantFrom(absent, ["web"], [], 5, [5])),
+          exp: numericDate(fc.integer({ min: -10, max: 120 }).map((offset) => T0 + offset)),
+          nbf: numericDate(
+            fc.oneof(
+              fc.constant(absent),
+              fc.integer({ min: -120, max: 10 }).map((o) => T0 + o)
+            )
+          ),
+          iat: numericDate(
+            fc.oneof(
+              fc.constant(absent),
+              fc.integer({ min: -120, max: 10 }).map((o) => T0 + o)
+            )
+          )
+        })
+        .map((c) => ({ sub: ada.id, name: ada.name, role: ada.role, ...defined(c) }))
+    },
+    { weight: 1, arbitrary: fc.constantFrom<unknown>([], 5, "text", null) }
+  )
+  const signature = mostly(
+    fc.constant("right"),
+    fc.constantFrom("other key", "flipped", "empty", "junk", "padded")
+  )
+  const token = fc.tuple(header, payload, signature).map(([h, p, s]) => {
+    const input = `${encode(h)}.${encode(p)}`
+    const alg = typeof h["alg"] === "string" && h["alg"].startsWith("HS") ? h["alg"] : "HS256"
+    const right = hmac(alg, secretBytes, input)
+    const sig =
+      s === "right"
+        ? right
+        : s === "other key"
+          ? hmac(alg, otherSecret, input)
+          : s === "flipped"
+            ? `${right.slice(0, 5)}${right[5] === "A" ? "B" : "A"}${right.slice(6)}`
+            : s === "empty"
+              ? ""
+              : s === "junk"
+                ? `${right.slice(0, 10)}!${right.slice(10)}`
+                : `${right}=`
+    // RFC 7515 signatures are unpadded base64url; jose also takes a padded one, Strata does not.
+    return { jwt: `${input}.${sig}`, canonical: s !== "padded" }
+  })
+
+  const verifier = (typ: string | undefined) =>
+    Auth.jwt({
+      provides: CurrentUser,
+      secret,
+      algorithms: ["HS256", "HS512"],
+      issuer: "https://issuer.test",
+      audience: "api",
+      ...(typ === undefined ? {} : { typ }),
+      decode: UserFromClaims
+    })
+  const withoutTyp = verifier(undefined)
+  const withTyp = verifier("at+jwt")
+
+  const jose = (jwt: string, typ: string | undefined) =>
+    Jose.jwtVerify(jwt, secretBytes, {
+      algorithms: ["HS256", "HS512"],
+      issuer: "https://issuer.test",
+      audience: "api",
+      clockTolerance: 5,
+      requiredClaims: ["exp"],
+      currentDate: new Date(T0 * 1000),
+      ...(typ === undefined ? {} : { typ })
+    }).then(
+      (verified) => Schema.decodeUnknownExit(UserFromClaims)(verified.payload)._tag === "Success",
+      () => false
+    )
+
+  it.effect(
+    "accepts exactly the tokens jose accepts (and whose claims decode), padded signatures aside",
+    () =>
+      Effect.gen(function* () {
+        yield* atT0
+        const cases = fc.sample(token, { numRuns: 600 })
+        let accepted = 0
+        for (const { canonical, jwt } of cases) {
+          for (const typ of [undefined, "at+jwt"]) {
+            const ours = (yield* attempt(typ === undefined ? withoutTyp : withTyp, bearerOf(jwt))).status
+            const theirs = canonical && (yield* Effect.promise(() => jose(jwt, typ)))
+            expect([jwt, typ, ours]).toEqual([jwt, typ, theirs ? 200 : 401])
+            if (theirs) accepted++
+          }
+        }
+        // The sample must hold both answers, or it says nothing.
+        expect(accepted).toBeGreaterThan(60)
+      })
+  )
 })
