@@ -99,7 +99,9 @@ const reset = () => ask({ type: "reset" })
 const arrivals = async () =>
   ((await ask({ type: "arrivals" })) as Extract<Reply, { type: "arrivals" }>).arrivals
 
-const client = Ssrf.layerHttpClient({ allow: ["127.0.0.1/32"], agent: { connections: CONCURRENCY } })
+// The receiver is on loopback: allowed where the endpoint is registered and where it is dialled.
+const allow = ["127.0.0.1/32"]
+const client = Ssrf.layerHttpClient({ allow, agent: { connections: CONCURRENCY } })
 
 // ---------------------------------------------------------------------------------------------------
 // Phases
@@ -275,16 +277,27 @@ const ceiling = (total: number) =>
 
 const dir = mkdtempSync(join(tmpdir(), "strata-bench-webhooks-"))
 let files = 0
-const sqlite = (): StoreLayer => OutboxSqlite.layer({ filename: join(dir, `outbox-${files++}.db`) })
+const sqlite = (): StoreLayer =>
+  OutboxSqlite.layer({ filename: join(dir, `outbox-${files++}.db`), allowEndpoints: allow })
 // Durable across process crashes but not power loss: what the fsync per group commit costs.
 const sqliteNormal = (): StoreLayer =>
-  OutboxSqlite.layer({ filename: join(dir, `outbox-${files++}.db`), synchronous: "NORMAL" })
+  OutboxSqlite.layer({
+    filename: join(dir, `outbox-${files++}.db`),
+    synchronous: "NORMAL",
+    allowEndpoints: allow
+  })
 
 const pgConfig = { host: "127.0.0.1", port: 5432, database: "test", username: "postgres" } as const
 const pgPrefix = `bench_wh_${process.pid}_`
 let prefixes = 0
 const postgres = (): StoreLayer =>
-  OutboxPostgres.layerPool({ ...pgConfig, maxConnections: 16 }, { tablePrefix: `${pgPrefix}${prefixes++}_` })
+  OutboxPostgres.layerPool(
+    { ...pgConfig, maxConnections: 16 },
+    {
+      tablePrefix: `${pgPrefix}${prefixes++}_`,
+      allowEndpoints: allow
+    }
+  )
 const pgAnswers = await Effect.runPromise(
   Effect.flatMap(Endpoint.Endpoints, (e) => e.list).pipe(
     Effect.provide(postgres()),

@@ -33,13 +33,18 @@ import { OrderInput, Orders } from "./Orders.ts"
 export type Services = Outbox.Store | Endpoint.Endpoints | Orders | Dispatcher.Dispatcher
 
 /**
- * The dispatcher's HTTP client. The SSRF guard refuses loopback, private, link-local and other
+ * The blocked addresses the sender delivers to anyway. The SSRF guard refuses loopback, private, link-local and other
  * special addresses, after DNS resolution, so a registered URL cannot reach into the sender's own
  * network (cloud metadata at 169.254.169.254, an admin port on localhost). The demo's receiver
  * listens on 127.0.0.1, so exactly that address is allowed, and nothing else of the loopback or
  * private ranges; in production allow nothing, or only the private ranges you mean to deliver to.
+ * The stores get the same list (`allowEndpoints`), so an endpoint URL the guard would refuse is
+ * refused when it is registered, with a reason, rather than failing every attempt later.
  */
-export const httpClient = Ssrf.layerHttpClient({ allow: ["127.0.0.1/32"] })
+export const allow: ReadonlyArray<string> = ["127.0.0.1/32"]
+
+/** The dispatcher's HTTP client, through the SSRF guard with `allow`. */
+export const httpClient = Ssrf.layerHttpClient({ allow })
 
 /** Options of the sender's layers. */
 export interface LayerOptions {
@@ -72,7 +77,7 @@ export const layerSqlite = (
   Layer.unwrap(
     Effect.map(openDatabase(options.filename), (db) =>
       Layer.mergeAll(Dispatcher.layer(options.dispatcher), OrdersModule.layerSqlite(db)).pipe(
-        Layer.provideMerge(OutboxSqlite.layer({ database: db })),
+        Layer.provideMerge(OutboxSqlite.layer({ database: db, allowEndpoints: allow })),
         Layer.provide(httpClient)
       )
     )
@@ -86,7 +91,7 @@ export const layerPostgres = (
   options: LayerOptions & { readonly url: Redacted.Redacted<string> }
 ): Layer.Layer<Services, unknown> =>
   Layer.mergeAll(Dispatcher.layer(options.dispatcher), OrdersModule.layerSql).pipe(
-    Layer.provideMerge(OutboxPostgres.layer()),
+    Layer.provideMerge(OutboxPostgres.layer({ allowEndpoints: allow })),
     Layer.provide(PgClient.layer({ url: options.url })),
     Layer.provide(httpClient)
   )

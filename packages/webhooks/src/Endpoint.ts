@@ -20,6 +20,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Outbox from "./Outbox.ts"
 import * as Signature from "./Signature.ts"
+import * as Ssrf from "./Ssrf.ts"
 
 // ---------------------------------------------------------------------------------------------------
 // Models
@@ -223,7 +224,54 @@ export const makeId = (prefix: string): string =>
 
 const invalid = (reason: string) => Effect.fail(new InvalidEndpoint({ reason }))
 
-const checkUrl = (url: string): Effect.Effect<string, InvalidEndpoint> => {
+/**
+ * Options of the `Endpoints` service, taken by the store layers too.
+ *
+ * @category models
+ */
+export interface Options {
+  /**
+   * Blocked addresses an endpoint URL may point at anyway, in the format of
+   * `Ssrf.layerHttpClient({ allow })` (CIDRs or single addresses): give both the same list. Without
+   * it, `create` and `update` refuse a URL whose host is a blocked IP literal (loopback, private,
+   * link-local, …, in any spelling) or `localhost` / `*.localhost`; `localhost` passes when the list
+   * allows 127.0.0.1 or ::1. Names that need DNS are not resolved here: the dispatcher's guard checks
+   * the address it dials.
+   */
+  readonly allowEndpoints?: Ssrf.Options["allow"]
+}
+
+const allowHint =
+  "allow it with the store's `allowEndpoints`, and the dispatcher's `Ssrf.layerHttpClient({ allow })`"
+
+const isLocalhost = (hostname: string): boolean => {
+  const name = hostname.endsWith(".") ? hostname.slice(0, -1) : hostname
+  return name === "localhost" || name.endsWith(".localhost")
+}
+
+/**
+ * Refuses a host the SSRF guard would refuse without asking DNS: blocked IP literals (the URL parser
+ * has already normalised `2130706433`, `0x7f.1` and the like to dotted form) and the `localhost`
+ * names, which every resolver answers with loopback.
+ */
+const checkHost = (
+  parsed: URL,
+  check: (ip: string) => Ssrf.Classification
+): Effect.Effect<void, InvalidEndpoint> => {
+  const host = parsed.hostname
+  const address = Ssrf.parse(host)
+  if (address !== undefined) {
+    const verdict = check(host)
+    return verdict.blocked
+      ? invalid(`url: ${Ssrf.format(address)} is a blocked address (${verdict.reason}); ${allowHint}`)
+      : Effect.void
+  }
+  if (isLocalhost(host) && check("127.0.0.1").blocked && check("::1").blocked)
+    return invalid(`url: ${host} is a blocked name (loopback: 127.0.0.1, ::1); ${allowHint}`)
+  return Effect.void
+}
+
+const checkUrl = (url: string): Effect.Effect<URL, InvalidEndpoint> => {
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -234,7 +282,7 @@ const checkUrl = (url: string): Effect.Effect<string, InvalidEndpoint> => {
     return invalid("url: must be http or https")
   if (parsed.username !== "" || parsed.password !== "") return invalid("url: must not carry credentials")
   if (parsed.hash !== "") return invalid("url: must not have a fragment")
-  return Effect.succeed(parsed.href)
+  return Effect.succeed(parsed)
 }
 
 const checkFields = (fields: Update): Effect.Effect<void, InvalidEndpoint> => {
@@ -297,95 +345,111 @@ export class Endpoints extends Context.Service<
 >()("@strata/webhooks/Endpoint/Endpoints") {}
 
 /**
- * The `Endpoints` service over an outbox store: validation, ids and key defaults here, storage in
- * the store. The store layers provide it already; use this one with a store of your own.
+ * The `Endpoints` service over an outbox store: validation (the URL's host included, see
+ * `Options.allowEndpoints`), ids and key defaults here, storage in the store. The store layers
+ * provide it already, passing their `allowEndpoints` on; use this one with a store of your own.
  *
+ * @example
+ * ```ts
+ * // a self-hosted receiver on the private network, allowed here and where it is dialled
+ * const allow = ["10.20.0.0/16"]
+ * const Endpoints = Endpoint.layer({ allowEndpoints: allow }).pipe(Layer.provide(MyStore))
+ * const Client = Ssrf.layerHttpClient({ allow })
+ * ```
  * @category layers
  */
-export const layer: Layer.Layer<Endpoints, never, Outbox.Store> = Layer.effect(Endpoints)(
-  Effect.gen(function* () {
-    const store = yield* Outbox.Store
-    const get = (id: string) =>
-      Effect.flatMap(store.endpoints.get(id), (found) =>
-        Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(new EndpointNotFound({ id }))
-      )
-    const modify = (id: string, f: (endpoint: Endpoint, now: number) => Endpoint) =>
-      Effect.flatMap(store.endpoints.update(id, f), (updated) =>
-        Option.isSome(updated) ? Effect.succeed(updated.value) : Effect.fail(new EndpointNotFound({ id }))
-      )
-    return Endpoints.of({
-      create: (input) =>
-        Effect.gen(function* () {
-          const url = yield* checkUrl(input.url)
-          yield* checkFields(input)
-          if (input.id !== undefined && !idSyntax.test(input.id))
-            return yield* invalid("id: 1 to 64 letters, digits, `_` or `-`")
-          const now = yield* Clock.currentTimeMillis
-          const endpoint: Endpoint = {
-            id: input.id ?? makeId("ep"),
-            url,
-            eventTypes: input.eventTypes ?? ["*"],
-            keys: (input.keys ?? [Signature.generateV1()]).map((key) =>
-              isSigningKey(key) ? key : { secret: key, expiresAt: null }
-            ),
-            enabled: input.enabled ?? true,
-            disabledReason: input.enabled === false ? "manual" : null,
-            rateLimit: input.rateLimit ?? null,
-            concurrency: input.concurrency ?? defaultConcurrency,
-            metadata: { ...input.metadata },
-            createdAt: now,
-            updatedAt: now,
-            failingSince: null,
-            lastSuccessAt: null
-          }
-          if (endpoint.keys.length === 0) return yield* invalid("keys: give at least one signing key")
-          const inserted = yield* store.endpoints.insert(endpoint)
-          if (!inserted) return yield* new EndpointExists({ id: endpoint.id })
-          return endpoint
-        }),
-      get,
-      list: store.endpoints.list,
-      update: (id, update) =>
-        Effect.gen(function* () {
-          const url = update.url === undefined ? undefined : yield* checkUrl(update.url)
-          yield* checkFields(update)
-          return yield* modify(id, (endpoint, now) => {
-            const enabling = update.enabled === true && !endpoint.enabled
-            const enabled = update.enabled ?? endpoint.enabled
+export const layer = (settings: Options = {}): Layer.Layer<Endpoints, never, Outbox.Store> =>
+  Layer.effect(Endpoints)(
+    Effect.gen(function* () {
+      const store = yield* Outbox.Store
+      const check = Ssrf.makeCheck({ allow: settings.allowEndpoints })
+      const checkEndpointUrl = (url: string) =>
+        Effect.flatMap(checkUrl(url), (parsed) => Effect.as(checkHost(parsed, check), parsed.href))
+      const get = (id: string) =>
+        Effect.flatMap(store.endpoints.get(id), (found) =>
+          Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(new EndpointNotFound({ id }))
+        )
+      const modify = (id: string, f: (endpoint: Endpoint, now: number) => Endpoint) =>
+        Effect.flatMap(store.endpoints.update(id, f), (updated) =>
+          Option.isSome(updated) ? Effect.succeed(updated.value) : Effect.fail(new EndpointNotFound({ id }))
+        )
+      return Endpoints.of({
+        create: (input) =>
+          Effect.gen(function* () {
+            const url = yield* checkEndpointUrl(input.url)
+            yield* checkFields(input)
+            if (input.id !== undefined && !idSyntax.test(input.id))
+              return yield* invalid("id: 1 to 64 letters, digits, `_` or `-`")
+            const now = yield* Clock.currentTimeMillis
+            const endpoint: Endpoint = {
+              id: input.id ?? makeId("ep"),
+              url,
+              eventTypes: input.eventTypes ?? ["*"],
+              keys: (input.keys ?? [Signature.generateV1()]).map((key) =>
+                isSigningKey(key) ? key : { secret: key, expiresAt: null }
+              ),
+              enabled: input.enabled ?? true,
+              disabledReason: input.enabled === false ? "manual" : null,
+              rateLimit: input.rateLimit ?? null,
+              concurrency: input.concurrency ?? defaultConcurrency,
+              metadata: { ...input.metadata },
+              createdAt: now,
+              updatedAt: now,
+              failingSince: null,
+              lastSuccessAt: null
+            }
+            if (endpoint.keys.length === 0) return yield* invalid("keys: give at least one signing key")
+            const inserted = yield* store.endpoints.insert(endpoint)
+            if (!inserted) return yield* new EndpointExists({ id: endpoint.id })
+            return endpoint
+          }),
+        get,
+        list: store.endpoints.list,
+        update: (id, update) =>
+          Effect.gen(function* () {
+            const url = update.url === undefined ? undefined : yield* checkEndpointUrl(update.url)
+            yield* checkFields(update)
+            return yield* modify(id, (endpoint, now) => {
+              const enabling = update.enabled === true && !endpoint.enabled
+              const enabled = update.enabled ?? endpoint.enabled
+              return {
+                ...endpoint,
+                url: url ?? endpoint.url,
+                eventTypes: update.eventTypes ?? endpoint.eventTypes,
+                enabled,
+                disabledReason: enabled
+                  ? null
+                  : update.enabled === false
+                    ? "manual"
+                    : endpoint.disabledReason,
+                rateLimit: update.rateLimit === undefined ? endpoint.rateLimit : update.rateLimit,
+                concurrency: update.concurrency ?? endpoint.concurrency,
+                metadata: update.metadata ?? endpoint.metadata,
+                updatedAt: now,
+                // Re-enabled after a run of failures: the run starts over, or it would be disabled again
+                // on its first failure.
+                failingSince: enabling ? null : endpoint.failingSince
+              }
+            })
+          }),
+        remove: (id) =>
+          Effect.flatMap(store.endpoints.remove(id), (removed) =>
+            removed ? Effect.void : Effect.fail(new EndpointNotFound({ id }))
+          ),
+        rotate: (id, options) =>
+          modify(id, (endpoint, now) => {
+            const until = now + Duration.toMillis(options?.overlap ?? "24 hours")
             return {
               ...endpoint,
-              url: url ?? endpoint.url,
-              eventTypes: update.eventTypes ?? endpoint.eventTypes,
-              enabled,
-              disabledReason: enabled ? null : update.enabled === false ? "manual" : endpoint.disabledReason,
-              rateLimit: update.rateLimit === undefined ? endpoint.rateLimit : update.rateLimit,
-              concurrency: update.concurrency ?? endpoint.concurrency,
-              metadata: update.metadata ?? endpoint.metadata,
-              updatedAt: now,
-              // Re-enabled after a run of failures: the run starts over, or it would be disabled again
-              // on its first failure.
-              failingSince: enabling ? null : endpoint.failingSince
+              keys: [
+                { secret: options?.secret ?? Signature.generateV1(), expiresAt: null },
+                ...endpoint.keys
+                  .filter((key) => key.expiresAt === null || key.expiresAt > now)
+                  .map((key) => ({ secret: key.secret, expiresAt: Math.min(key.expiresAt ?? until, until) }))
+              ],
+              updatedAt: now
             }
           })
-        }),
-      remove: (id) =>
-        Effect.flatMap(store.endpoints.remove(id), (removed) =>
-          removed ? Effect.void : Effect.fail(new EndpointNotFound({ id }))
-        ),
-      rotate: (id, options) =>
-        modify(id, (endpoint, now) => {
-          const until = now + Duration.toMillis(options?.overlap ?? "24 hours")
-          return {
-            ...endpoint,
-            keys: [
-              { secret: options?.secret ?? Signature.generateV1(), expiresAt: null },
-              ...endpoint.keys
-                .filter((key) => key.expiresAt === null || key.expiresAt > now)
-                .map((key) => ({ secret: key.secret, expiresAt: Math.min(key.expiresAt ?? until, until) }))
-            ],
-            updatedAt: now
-          }
-        })
+      })
     })
-  })
-)
+  )

@@ -28,11 +28,12 @@ import * as Store from "./internal/store.ts"
 import * as Outbox from "./Outbox.ts"
 
 /**
- * Options of the Postgres store.
+ * Options of the Postgres store. `allowEndpoints` (from `Endpoint.Options`) is passed to the
+ * `Endpoints` service: the blocked addresses endpoint URLs may point at.
  *
  * @category models
  */
-export interface Options {
+export interface Options extends Endpoint.Options {
   /** Prefix of the store's tables; default `webhook_`. Must match `[A-Za-z_][A-Za-z0-9_]*`. */
   readonly tablePrefix?: string | undefined
   /** How long an idempotency key dedupes; default 24 hours. */
@@ -69,7 +70,7 @@ export const tables = (prefix = "webhook_"): ReadonlyArray<string> =>
 export const layer = (
   options: Options = {}
 ): Layer.Layer<Outbox.Store | Endpoint.Endpoints, Outbox.StoreError, SqlClient.SqlClient> =>
-  Endpoint.layer.pipe(Layer.provideMerge(Layer.effect(Outbox.Store)(make(options))))
+  Endpoint.layer(options).pipe(Layer.provideMerge(Layer.effect(Outbox.Store)(make(options))))
 
 /**
  * The store with its own connection pool (`@effect/sql-pg`).

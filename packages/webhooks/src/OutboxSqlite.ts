@@ -27,11 +27,12 @@ import * as Outbox from "./Outbox.ts"
 import * as Store from "./internal/store.ts"
 
 /**
- * Options of the SQLite store.
+ * Options of the SQLite store. `allowEndpoints` (from `Endpoint.Options`) is passed to the
+ * `Endpoints` service: the blocked addresses endpoint URLs may point at.
  *
  * @category models
  */
-export interface Options {
+export interface Options extends Endpoint.Options {
   /** A file path (opened in WAL mode), or `":memory:"` for a store that lives as long as the layer. */
   readonly filename?: string | undefined
   /**
@@ -76,7 +77,7 @@ interface LeasedRow {
  * @category layers
  */
 export const layer = (options: Options): Layer.Layer<Outbox.Store | Endpoint.Endpoints, Outbox.StoreError> =>
-  Endpoint.layer.pipe(Layer.provideMerge(Layer.effect(Outbox.Store)(make(options))))
+  Endpoint.layer(options).pipe(Layer.provideMerge(Layer.effect(Outbox.Store)(make(options))))
 
 /**
  * Makes the store in the current scope (the database is closed with it, unless it was given).

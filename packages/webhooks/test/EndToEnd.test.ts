@@ -78,14 +78,16 @@ const receiver = (secrets: ReadonlyArray<string>, reply: Reply) =>
       )
   )
 
-const local = Ssrf.layerHttpClient({ allow: ["127.0.0.1/32"] })
+// The receiver is on loopback: allowed where endpoints are registered and where they are dialled.
+const allow = ["127.0.0.1/32"]
+const local = Ssrf.layerHttpClient({ allow })
 
 const world = (
   policy: Retry.Policy,
   client: Layer.Layer<import("effect/http/HttpClient").HttpClient> = local
 ) =>
   Dispatcher.layer({ policy, pollInterval: "50 millis" }).pipe(
-    Layer.provideMerge(OutboxSqlite.layer({ filename: ":memory:" })),
+    Layer.provideMerge(OutboxSqlite.layer({ filename: ":memory:", allowEndpoints: allow })),
     Layer.provide(client)
   )
 
@@ -210,7 +212,7 @@ describe("end to end over real sockets", () => {
       const server = yield* receiver([secretText(key)], (_hit, response) => {
         setTimeout(() => response.writeHead(200).end("ok"), 300)
       })
-      const store = yield* Layer.build(OutboxSqlite.layer({ filename: ":memory:" }))
+      const store = yield* Layer.build(OutboxSqlite.layer({ filename: ":memory:", allowEndpoints: allow }))
       yield* Effect.gen(function* () {
         const ep = yield* Effect.flatMap(Endpoint.Endpoints, (e) =>
           e.create({ url: `${server.url}/hooks`, keys: [key] })

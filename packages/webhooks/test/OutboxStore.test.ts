@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { randomUUID } from "node:crypto"
 import { DatabaseSync } from "node:sqlite"
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -57,9 +58,11 @@ const send = (eventType = "user.created", extra: Partial<Outbox.Outgoing> = {}) 
 
 const create = (input: Endpoint.Create) => Effect.flatMap(Endpoint.Endpoints, (e) => e.create(input))
 
-const contract = (name: string, makeLayer: () => StoreLayer) => {
-  const run = <A, E>(effect: Effect.Effect<A, E, Outbox.Store | Endpoint.Endpoints>) =>
-    Effect.provide(effect, makeLayer())
+const contract = (name: string, makeLayer: (options?: Endpoint.Options) => StoreLayer) => {
+  const run = <A, E>(
+    effect: Effect.Effect<A, E, Outbox.Store | Endpoint.Endpoints>,
+    options?: Endpoint.Options
+  ) => Effect.provide(effect, makeLayer(options))
 
   describe(`${name} store`, () => {
     it.effect("send records the message and one delivery per subscribed, enabled endpoint", () =>
@@ -729,6 +732,101 @@ const contract = (name: string, makeLayer: () => StoreLayer) => {
         })
       )
     )
+
+    // What the dispatcher's SSRF guard would refuse without DNS, as the URL parser spells the host.
+    const blocked: ReadonlyArray<readonly [url: string, reason: string]> = [
+      ["http://127.0.0.1:8080/hooks", "127.0.0.1 is a blocked address (loopback)"],
+      ["http://127.1/", "127.0.0.1 is a blocked address (loopback)"],
+      ["http://2130706433/", "127.0.0.1 is a blocked address (loopback)"],
+      ["http://0x7f000001/", "127.0.0.1 is a blocked address (loopback)"],
+      ["http://0177.0.0.1/", "127.0.0.1 is a blocked address (loopback)"],
+      ["http://0x7f.1/", "127.0.0.1 is a blocked address (loopback)"],
+      ["http://0.0.0.0/", "0.0.0.0 is a blocked address (unspecified (this network))"],
+      ["https://10.1.2.3/", "10.1.2.3 is a blocked address (private)"],
+      ["https://192.168.0.10/", "192.168.0.10 is a blocked address (private)"],
+      ["https://172.16.5.4/", "172.16.5.4 is a blocked address (private)"],
+      ["http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a blocked address (link-local)"],
+      ["http://0xa9fea9fe/", "169.254.169.254 is a blocked address (link-local)"],
+      ["http://[::1]/", "::1 is a blocked address (loopback)"],
+      ["http://[::ffff:127.0.0.1]/", "::ffff:7f00:1 is a blocked address (IPv4-mapped loopback)"],
+      ["http://[::ffff:a9fe:a9fe]/", "::ffff:a9fe:a9fe is a blocked address (IPv4-mapped link-local)"],
+      ["http://[fe80::1]/", "fe80::1 is a blocked address (link-local)"],
+      ["http://[fd00::1]/", "fd00::1 is a blocked address (unique local (private))"],
+      ["http://localhost:3000/", "localhost is a blocked name (loopback: 127.0.0.1, ::1)"],
+      ["http://LOCALHOST./", "localhost. is a blocked name (loopback: 127.0.0.1, ::1)"],
+      ["http://x.localhost/", "x.localhost is a blocked name (loopback: 127.0.0.1, ::1)"]
+    ]
+
+    it.effect(
+      "endpoints: a URL whose host is a blocked address or localhost is refused on create and update",
+      () =>
+        run(
+          Effect.gen(function* () {
+            const endpoints = yield* Endpoint.Endpoints
+            const ep = yield* endpoints.create({ url: "https://hooks.example.com/in" })
+            for (const [url, reason] of blocked) {
+              const exits: ReadonlyArray<Exit.Exit<Endpoint.Endpoint, unknown>> = [
+                yield* Effect.exit(endpoints.create({ url })),
+                yield* Effect.exit(endpoints.update(ep.id, { url }))
+              ]
+              for (const exit of exits) {
+                const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
+                expect(Option.getOrUndefined(error), url).toBeInstanceOf(Endpoint.InvalidEndpoint)
+                const message = (Option.getOrThrow(error) as Endpoint.InvalidEndpoint).reason
+                expect(message, url).toContain(reason)
+                expect(message, url).toContain("allowEndpoints")
+              }
+            }
+            expect((yield* endpoints.list).map((e) => e.url)).toEqual(["https://hooks.example.com/in"])
+            // Public addresses and names pass; a name is not resolved here, the dispatcher's guard
+            // checks the address it dials.
+            for (const url of [
+              "https://93.184.215.14/hooks",
+              "http://[2606:4700::1111]/",
+              "http://1.1.1.1:8443/",
+              "https://hooks.example.com/v2",
+              "https://localhost.example.com/",
+              "https://mylocalhost/"
+            ]) {
+              expect((yield* endpoints.create({ url })).url, url).toBe(new URL(url).href)
+              expect((yield* endpoints.update(ep.id, { url })).url, url).toBe(new URL(url).href)
+            }
+          })
+        )
+    )
+
+    it.effect("endpoints: allowEndpoints lets the listed blocked addresses through, and only those", () =>
+      run(
+        Effect.gen(function* () {
+          const endpoints = yield* Endpoint.Endpoints
+          const ep = yield* endpoints.create({ url: "http://127.0.0.1:3101/webhooks" })
+          expect(ep.url).toBe("http://127.0.0.1:3101/webhooks")
+          for (const url of [
+            "http://2130706433/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost:3000/",
+            "http://x.localhost/",
+            "https://10.20.30.40/",
+            "http://[fd00::1]/"
+          ]) {
+            expect((yield* endpoints.create({ url })).url, url).toBe(new URL(url).href)
+            expect((yield* endpoints.update(ep.id, { url })).url, url).toBe(new URL(url).href)
+          }
+          for (const url of [
+            "http://127.0.0.2/",
+            "https://10.21.0.1/",
+            "http://169.254.169.254/",
+            "http://[::1]/"
+          ]) {
+            const exit = yield* Effect.exit(endpoints.create({ url }))
+            expect(Exit.isFailure(exit) && JSON.stringify(exit.cause), url).toContain("InvalidEndpoint")
+            const updated = yield* Effect.exit(endpoints.update(ep.id, { url }))
+            expect(Exit.isFailure(updated) && JSON.stringify(updated.cause), url).toContain("InvalidEndpoint")
+          }
+        }),
+        { allowEndpoints: ["127.0.0.1/32", "10.20.0.0/16", "fd00::/8"] }
+      )
+    )
   })
 }
 
@@ -736,7 +834,7 @@ const contract = (name: string, makeLayer: () => StoreLayer) => {
 // SQLite
 // ---------------------------------------------------------------------------------------------------
 
-contract("SQLite", () => OutboxSqlite.layer({ filename: ":memory:" }))
+contract("SQLite", (options) => OutboxSqlite.layer({ filename: ":memory:", ...options }))
 
 describe("retention", () => {
   // The store's side is in the contract above, on both stores; this is the dispatcher calling it.
@@ -820,8 +918,8 @@ if (!pgAnswers) process.stderr.write(`WARNING: ${pgSkipped}\n`)
 
 const runPrefix = `strata_wh_${randomUUID().replaceAll("-", "").slice(0, 10)}_`
 let tableSet = 0
-const pgStore = (): StoreLayer =>
-  OutboxPostgres.layer({ tablePrefix: `${runPrefix}${tableSet++}_` }).pipe(
+const pgStore = (options?: Endpoint.Options): StoreLayer =>
+  OutboxPostgres.layer({ tablePrefix: `${runPrefix}${tableSet++}_`, ...options }).pipe(
     Layer.provide(pgLayer())
   ) as StoreLayer
 
