@@ -113,7 +113,7 @@ const program = Effect.gen(function* () {
         ...(receiver === undefined ? [] : [`  curl ${receiver.url}/api/received`]),
         `  # an endpoint nobody listens on: its deliveries fail and are retried (5 s, 5 min, 30 min, …)`,
         `  curl ${json} -d '{"url":"http://127.0.0.1:9/webhooks"}' ${s}/api/endpoints`,
-        `  # a private address the SSRF guard refuses: attempts fail without a byte sent`,
+        `  # a private address: refused when registered (400 InvalidEndpoint, the SSRF rules)`,
         `  curl ${json} -d '{"url":"http://10.0.0.1/webhooks"}' ${s}/api/endpoints`,
         `  # re-send once what failed or was disabled in the last 24 hours`,
         `  curl ${json} -d '{}' ${s}/api/recover`,
