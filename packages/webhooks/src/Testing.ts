@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import { randomBytes } from "node:crypto"
 import { isDeepStrictEqual, inspect } from "node:util"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -17,6 +18,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as HttpClient from "effect/http/HttpClient"
 import * as HttpClientError from "effect/http/HttpClientError"
 import * as HttpClientResponse from "effect/http/HttpClientResponse"
@@ -563,11 +565,25 @@ export const events = <E extends Catalog.Events>(
 
 /**
  * A way the laws spoil a delivery. Each is refused by a receiver that verifies: `Unsigned` (no
- * `webhook-signature`), `NoHeaders` (none of the three), `WrongKey` (signed with a key the receiver
- * does not hold), `BodyByte` / `SignatureByte` (one byte of the body or of every signature entry
- * changed), `IdChar` (one character of `webhook-id` changed), `TimestampShift` (`webhook-timestamp`
- * moved by `by` seconds, still within the tolerance, after signing), `Stale` / `Future` (correctly
- * signed, `by` seconds beyond the tolerance).
+ * signature header), `NoHeaders` (none of the scheme's headers), `WrongKey` (signed with a key the
+ * receiver does not hold), `BodyByte` / `SignatureByte` (one byte of the body or of every signature
+ * entry changed), `IdChar` (one character of the delivery id changed), `TimestampShift` (the signed
+ * timestamp moved by `by` seconds, still within the tolerance, after signing), `Stale` / `Future`
+ * (correctly signed, `by` seconds beyond the tolerance).
+ *
+ * Per scheme (`LawsOptions.scheme`):
+ * - Standard Webhooks: all of them, on `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+ * - Stripe: all but `NoHeaders` (`Stripe-Signature` is its only header, so it is `Unsigned`). The
+ *   delivery id is the body's `id`, so `IdChar` changes it in the signed body; `TimestampShift`,
+ *   `Stale` and `Future` act on the header's `t`.
+ * - GitHub: `Unsigned`, `NoHeaders` (no `X-Hub-Signature-256`, `X-GitHub-Event` or
+ *   `X-GitHub-Delivery`), `WrongKey`, `BodyByte` and `SignatureByte`. GitHub signs no timestamp, so
+ *   `TimestampShift`, `Stale` and `Future` do not exist for it. Nor does it sign `X-GitHub-Delivery`
+ *   or `X-GitHub-Event`: a delivery whose id (or event header) was changed still carries a valid
+ *   signature, and is to the receiver a new delivery of the same body. No verifying receiver can
+ *   refuse it, so `IdChar` is not tried: the replay cache is keyed by that id, and only idempotence
+ *   by the body's own content (an id inside the payload) stops a captured delivery sent again under
+ *   another id.
  *
  * @category models
  */
@@ -600,15 +616,47 @@ export interface Subject {
 }
 
 /**
- * Options of `laws`.
+ * Options of `laws`: the common ones (`LawsBaseOptions`) and how the deliveries are signed
+ * (`LawsSigning`).
  *
  * @category models
  */
-export interface LawsOptions<E extends Catalog.Events> extends Property.Options {
+export type LawsOptions<E extends Catalog.Events> = LawsBaseOptions<E> & LawsSigning
+
+/**
+ * The scheme the laws sign deliveries with, as that sender does, and its keys; the receiver must
+ * accept them.
+ *
+ * - `"StandardWebhooks"` (the default): `webhook-id`, `webhook-timestamp`, `webhook-signature`
+ *   signed with every one of `secrets`; the body is `{ type, timestamp, data }` (`Catalog.encode`).
+ * - `"Stripe"`: `Stripe-Signature: t=…,v1=…` with a `v1` per secret; the body is a Stripe event
+ *   `{ id, object: "event", type, created, data }`, whose `id` is the delivery id and `created` the
+ *   event's time (whole seconds).
+ * - `"GitHub"`: `X-Hub-Signature-256` (the n-th message signed with the n-th secret, cycling),
+ *   `X-GitHub-Event` the event type, `X-GitHub-Delivery` the delivery id; the body is the event's
+ *   data, which must encode to a JSON object (others are not drawn). GitHub signs no timestamp and
+ *   sends no event time: `Receiver.middleware` gives such an event the time it was received, so a
+ *   receiver ordering by it is order-dependent (`reorderable` finds that; order by the data, or use
+ *   `orderedBy`). See `Tamper` for the spoilings each scheme gets.
+ *
+ * @category models
+ */
+export type LawsSigning =
+  | {
+      readonly scheme?: "StandardWebhooks" | undefined
+      readonly secrets: ReadonlyArray<Signature.Secret>
+    }
+  | { readonly scheme: "Stripe"; readonly secrets: ReadonlyArray<Redacted.Redacted<string>> }
+  | { readonly scheme: "GitHub"; readonly secrets: ReadonlyArray<Redacted.Redacted<string>> }
+
+/**
+ * The options of `laws` besides the signing scheme.
+ *
+ * @category models
+ */
+export interface LawsBaseOptions<E extends Catalog.Events> extends Property.Options {
   /** The catalog the receiver decodes with; the events sent are its types. */
   readonly catalog: Catalog.Catalog<E>
-  /** The keys the sender signs with (Standard Webhooks); the receiver must accept them. */
-  readonly secrets: ReadonlyArray<Signature.Secret>
   /** Makes a fresh receiver: called once or twice per case. */
   readonly receiver: () => Subject | Promise<Subject>
   /** The events to deliver; default `Testing.events(catalog)`. */
@@ -617,7 +665,7 @@ export interface LawsOptions<E extends Catalog.Events> extends Property.Options 
   readonly url?: string | undefined
   /** Headers added to every delivery. */
   readonly headers?: Readonly<Record<string, string>> | undefined
-  /** The receiver's timestamp tolerance; default 5 minutes (the receiver middleware's). */
+  /** The receiver's timestamp tolerance; default 5 minutes (the receiver middleware's). Not used for GitHub. */
   readonly tolerance?: Duration.Input | undefined
   /** The receiver's clock, epoch ms; default `Date.now` (a handler from `App.toWebHandler` runs on real time). */
   readonly now?: (() => number) | undefined
@@ -640,6 +688,13 @@ export interface LawsOptions<E extends Catalog.Events> extends Property.Options 
    * (a receiver may answer 409 to an event that came too early); default 2.
    */
   readonly retries?: number | undefined
+  /**
+   * Whether `idempotent` also sends copies of a message at the same time, as a sender retrying
+   * after a timeout while its first attempt is still running does; default true. Turn it off only
+   * for a receiver that is never given two requests at once (one worker behind a queue that the
+   * handler under test leaves out).
+   */
+  readonly concurrentDuplicates?: boolean | undefined
 }
 
 /**
@@ -651,10 +706,17 @@ export interface LawsOptions<E extends Catalog.Events> extends Property.Options 
 export interface Laws {
   /**
    * Idempotent under duplicate delivery: the messages of a case are delivered in a random order,
-   * some several times (as a sender's retries are, with the same `webhook-id` and a fresh
+   * some several times (as a sender's retries are, with the same delivery id and a fresh
    * signature). Every duplicate of an accepted delivery is acknowledged (`acknowledges`, 2xx) and
    * leaves `observe` unchanged, and the final state equals that of a fresh receiver given each
    * message once, in the order of first arrival.
+   *
+   * With `concurrentDuplicates` (the default) some copies of a message are sent at the same time
+   * (`Promise.all`). While one copy is being handled another may be answered non-2xx (the sender
+   * retries it), but both may never take effect: the final state must still equal the reference,
+   * and after the batch the message, sent once more, is acknowledged if any copy was answered 2xx
+   * (taken as a retry otherwise). A receiver that checks for the id, then writes it across an
+   * `await` without claiming it first, fails this.
    */
   readonly idempotent: (options?: Property.Options) => Promise<void>
   /**
@@ -663,9 +725,9 @@ export interface Laws {
    */
   readonly reorderable: (options?: Property.Options) => Promise<void>
   /**
-   * Verifies signatures: each message is delivered spoiled (see `Tamper`) and genuine, in either
-   * order. The spoiled delivery is answered 4xx and leaves `observe` unchanged; the genuine one, with
-   * the same `webhook-id`, is answered 2xx.
+   * Verifies signatures: each message is delivered spoiled (see `Tamper` for the spoilings of each
+   * scheme) and genuine, in either order. The spoiled delivery is answered 4xx and leaves `observe`
+   * unchanged; the genuine one, with the same delivery id, is answered 2xx.
    */
   readonly verifiesSignatures: (options?: Property.Options) => Promise<void>
   /** The three, one after the other. */
@@ -691,8 +753,12 @@ export class LawViolation extends Error {
   }
 }
 
+type SchemeName = "StandardWebhooks" | "Stripe" | "GitHub"
+
 interface Prepared<E extends Catalog.Events> {
   readonly id: string
+  /** Its position in the case's batch (GitHub signs the n-th message with the n-th secret). */
+  readonly index: number
   readonly input: Input<E>
   readonly payload: string
   /** Seconds from now its genuine deliveries are signed at. */
@@ -717,12 +783,14 @@ const printable = <A extends object>(value: A, text: () => string): A => {
   return value
 }
 
-const describeTamper = (tamper: Tamper): string => {
+const describeTamper = (tamper: Tamper, scheme: SchemeName = "StandardWebhooks"): string => {
   switch (tamper._tag) {
     case "Unsigned":
-      return "without webhook-signature"
+      return `without ${scheme === "StandardWebhooks" ? "webhook-signature" : scheme === "Stripe" ? "stripe-signature" : "x-hub-signature-256"}`
     case "NoHeaders":
-      return "without any webhook-* header"
+      return scheme === "GitHub"
+        ? "without x-hub-signature-256, x-github-event and x-github-delivery"
+        : "without any webhook-* header"
     case "WrongKey":
       return "signed with another key"
     case "BodyByte":
@@ -730,9 +798,9 @@ const describeTamper = (tamper: Tamper): string => {
     case "SignatureByte":
       return `signature byte ${tamper.at} changed (xor 0x${tamper.xor.toString(16)})`
     case "IdChar":
-      return `webhook-id character ${tamper.at} changed to ${JSON.stringify(tamper.char)}`
+      return `${scheme === "Stripe" ? "the body's id" : "webhook-id"} character ${tamper.at} changed to ${JSON.stringify(tamper.char)}`
     case "TimestampShift":
-      return `webhook-timestamp moved ${tamper.by > 0 ? "+" : ""}${tamper.by}s after signing`
+      return `${scheme === "Stripe" ? "stripe-signature's t" : "webhook-timestamp"} moved ${tamper.by > 0 ? "+" : ""}${tamper.by}s after signing`
     case "Stale":
       return `signed ${tamper.by}s before the tolerance`
     case "Future":
@@ -740,12 +808,17 @@ const describeTamper = (tamper: Tamper): string => {
   }
 }
 
-const describeShot = <E extends Catalog.Events>(shot: Shot<E>): string =>
+const describeShot = <E extends Catalog.Events>(
+  shot: Shot<E>,
+  scheme: SchemeName = "StandardWebhooks"
+): string =>
   [
     `${shot.message.id} ${shot.message.input.type}${shot.copy > 1 ? ` (copy ${shot.copy})` : ""}`,
     shot.tamper === undefined
-      ? `signed at now${shot.skew >= 0 ? "+" : ""}${shot.skew}s`
-      : describeTamper(shot.tamper),
+      ? scheme === "GitHub"
+        ? "signed"
+        : `signed at now${shot.skew >= 0 ? "+" : ""}${shot.skew}s`
+      : describeTamper(shot.tamper, scheme),
     shorten(shot.message.payload, 160)
   ].join(", ")
 
@@ -767,13 +840,24 @@ const flipSignatures = (header: string, at: number, xor: number): string =>
     })
     .join(" ")
 
+const flipHex = (hex: string, at: number, xor: number): string => {
+  const bytes = Buffer.from(hex, "hex")
+  if (bytes.length === 0) return hex
+  bytes[at % bytes.length] = bytes[at % bytes.length]! ^ xor
+  return bytes.toString("hex")
+}
+
+const isJsonObject = (value: unknown): boolean =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
 const is2xx = (status: number) => status >= 200 && status <= 299
 
 /**
  * The delivery laws of a receiver: `idempotent`, `reorderable` and `verifiesSignatures` (see
  * `Laws`), each a fast-check property over deliveries of the catalog's events, signed like the
- * dispatcher signs them (Standard Webhooks, a fresh signature per attempt, the same `webhook-id` on
- * every attempt). Each case gets fresh receivers from `receiver`.
+ * sender of `scheme` signs them (Standard Webhooks by default, as the dispatcher does; Stripe or
+ * GitHub: see `LawsSigning`), a fresh signature per attempt and the same delivery id on every
+ * attempt. Each case gets fresh receivers from `receiver`.
  *
  * @example
  * ```ts
@@ -792,8 +876,11 @@ const is2xx = (status: number) => status >= 200 && status <= 299
  */
 export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws => {
   const catalog = options.catalog as unknown as Catalog.Any
-  const secrets = options.secrets
-  if (secrets.length === 0) throw new Error("Testing.laws needs at least one secret")
+  if (options.secrets.length === 0) throw new Error("Testing.laws needs at least one secret")
+  const signing = (options.scheme === undefined ? { ...options, scheme: "StandardWebhooks" } : options) as
+    | { readonly scheme: "StandardWebhooks"; readonly secrets: ReadonlyArray<Signature.Secret> }
+    | { readonly scheme: "Stripe" | "GitHub"; readonly secrets: ReadonlyArray<Redacted.Redacted<string>> }
+  const scheme: SchemeName = signing.scheme
   const url = options.url ?? "http://receiver.test/webhooks"
   const now = options.now ?? Date.now
   const tolerance = Math.ceil(
@@ -802,9 +889,37 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
   const acknowledges = options.acknowledges ?? is2xx
   const maxMessages = Math.max(2, options.maxMessages ?? 6)
   const retries = options.retries ?? 2
+  const concurrent = options.concurrentDuplicates ?? true
   const wrongKey = Signature.generateV1()
-  const eventArb = options.events ?? events(options.catalog)
+  const wrongSecret = Redacted.make(`whsec_${randomBytes(24).toString("base64")}`)
+  const encodedData = (input: Input<E>): unknown =>
+    (
+      JSON.parse(Catalog.encode(catalog, input.type, input.data, { timestamp: new Date(baseTime) })) as {
+        readonly data: unknown
+      }
+    ).data
+  const given = options.events ?? events(options.catalog)
+  // GitHub's body is the data itself, which the receiver takes only as a JSON object.
+  const eventArb = scheme === "GitHub" ? given.filter((input) => isJsonObject(encodedData(input))) : given
   const skewArb = fc.integer({ min: -Math.floor(tolerance / 2), max: Math.floor(tolerance / 4) })
+  const idPrefix = scheme === "StandardWebhooks" ? "msg" : scheme === "Stripe" ? "evt" : "dlv"
+
+  const payloadOf = (id: string, input: Input<E>, timestamp: Date): string => {
+    switch (scheme) {
+      case "StandardWebhooks":
+        return Catalog.encode(catalog, input.type, input.data, { timestamp })
+      case "Stripe":
+        return JSON.stringify({
+          id,
+          object: "event",
+          type: input.type,
+          created: Math.floor(timestamp.getTime() / 1000),
+          data: encodedData(input)
+        })
+      case "GitHub":
+        return JSON.stringify(encodedData(input))
+    }
+  }
 
   const messages = (minLength: number): fc.Arbitrary<ReadonlyArray<Prepared<E>>> =>
     fc
@@ -813,14 +928,16 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
         maxLength: maxMessages
       })
       .map((drawn) =>
-        drawn.map(([input, second, skew], i) => ({
-          id: `msg_${i + 1}`,
-          input,
-          payload: Catalog.encode(catalog, input.type, input.data, {
-            timestamp: input.timestamp ?? new Date(baseTime + second * 1000)
-          }),
-          skew
-        }))
+        drawn.map(([input, second, skew], i) => {
+          const id = `${idPrefix}_${i + 1}`
+          return {
+            id,
+            index: i,
+            input,
+            payload: payloadOf(id, input, input.timestamp ?? new Date(baseTime + second * 1000)),
+            skew
+          }
+        })
       )
 
   const build = (shot: Shot<E>): Request => {
@@ -834,23 +951,59 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
     if (tamper?._tag === "Future") signedAt = sentAt = nowSeconds + tolerance + tamper.by
     if (tamper?._tag === "TimestampShift") sentAt = signedAt + tamper.by
     if (tamper?._tag === "IdChar") sentId = changeChar(message.id, tamper.at, tamper.char)
-    const signed = Signature.sign(
-      { id: message.id, timestamp: signedAt, payload: message.payload },
-      tamper?._tag === "WrongKey" ? [wrongKey] : secrets
-    )
-    const headers: Record<string, string> = {
-      "content-type": "application/json",
-      ...options.headers,
-      "webhook-id": sentId,
-      "webhook-timestamp": String(sentAt),
-      "webhook-signature": signed["webhook-signature"]
-    }
-    if (tamper?._tag === "SignatureByte")
-      headers["webhook-signature"] = flipSignatures(signed["webhook-signature"], tamper.at, tamper.xor)
-    if (tamper?._tag === "Unsigned" || tamper?._tag === "NoHeaders") delete headers["webhook-signature"]
-    if (tamper?._tag === "NoHeaders") {
-      delete headers["webhook-id"]
-      delete headers["webhook-timestamp"]
+    const headers: Record<string, string> = { "content-type": "application/json", ...options.headers }
+    switch (signing.scheme) {
+      case "StandardWebhooks": {
+        const signed = Signature.sign(
+          { id: message.id, timestamp: signedAt, payload: message.payload },
+          tamper?._tag === "WrongKey" ? [wrongKey] : signing.secrets
+        )
+        headers["webhook-id"] = sentId
+        headers["webhook-timestamp"] = String(sentAt)
+        headers["webhook-signature"] =
+          tamper?._tag === "SignatureByte"
+            ? flipSignatures(signed["webhook-signature"], tamper.at, tamper.xor)
+            : signed["webhook-signature"]
+        if (tamper?._tag === "Unsigned" || tamper?._tag === "NoHeaders") delete headers["webhook-signature"]
+        if (tamper?._tag === "NoHeaders") {
+          delete headers["webhook-id"]
+          delete headers["webhook-timestamp"]
+        }
+        break
+      }
+      case "Stripe": {
+        const keys = tamper?._tag === "WrongKey" ? [wrongSecret] : signing.secrets
+        const prefix = `t=${signedAt},`
+        const entries = keys.map((key) => {
+          const entry = Signature.signStripe({ timestamp: signedAt, payload: message.payload }, key).slice(
+            prefix.length
+          )
+          return tamper?._tag === "SignatureByte"
+            ? `v1=${flipHex(entry.slice(3), tamper.at, tamper.xor)}`
+            : entry
+        })
+        if (tamper?._tag !== "Unsigned" && tamper?._tag !== "NoHeaders")
+          headers["stripe-signature"] = `t=${sentAt},${entries.join(",")}`
+        // The id is in the signed body: changed after signing.
+        if (tamper?._tag === "IdChar")
+          body = message.payload.replace(JSON.stringify(message.id), JSON.stringify(sentId))
+        break
+      }
+      case "GitHub": {
+        const key =
+          tamper?._tag === "WrongKey" ? wrongSecret : signing.secrets[message.index % signing.secrets.length]!
+        const signature = Signature.signGithub(message.payload, key)
+        if (tamper?._tag !== "NoHeaders") {
+          headers["x-github-event"] = message.input.type
+          headers["x-github-delivery"] = message.id
+          if (tamper?._tag !== "Unsigned")
+            headers["x-hub-signature-256"] =
+              tamper?._tag === "SignatureByte"
+                ? `sha256=${flipHex(signature.slice(7), tamper.at, tamper.xor)}`
+                : signature
+        }
+        break
+      }
     }
     if (tamper?._tag === "BodyByte") {
       const bytes = new TextEncoder().encode(message.payload)
@@ -872,12 +1025,12 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
       try {
         response = await subject.handler(build(shot))
       } catch (error) {
-        trace.push(`${label}${describeShot(shot)} → threw`)
+        trace.push(`${label}${describeShot(shot, scheme)} → threw`)
         return fail(`the handler threw ${show(error)}`)
       }
       const text = await response.text().catch(() => "")
       trace.push(
-        `${label}${describeShot(shot)} → ${response.status}${text === "" ? "" : ` ${shorten(text, 160)}`}`
+        `${label}${describeShot(shot, scheme)} → ${response.status}${text === "" ? "" : ` ${shorten(text, 160)}`}`
       )
       return response.status
     }
@@ -933,48 +1086,104 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
   const duplicatedCases = fc
     .tuple(
       messages(1),
-      fc.array(fc.record({ pick: fc.nat(), skew: skewArb }), { minLength: 1, maxLength: 2 * maxMessages }),
+      fc.array(fc.record({ pick: fc.nat(), skew: skewArb, alongside: fc.boolean() }), {
+        minLength: 1,
+        maxLength: 2 * maxMessages
+      }),
       fc.array(fc.nat(), { maxLength: 3 * maxMessages })
     )
     .map(([batch, extra, keys]) => {
+      // A copy sent `alongside` goes out at the same time as the first copy of its message, as a
+      // sender's retry after a timeout while the first attempt still runs; the others go one by one.
+      const together = (e: { readonly alongside: boolean }) => concurrent && e.alongside
       const shots = [
         ...batch.map((message) => ({ message, skew: message.skew })),
-        ...extra.map(({ pick, skew }) => ({ message: batch[pick % batch.length]!, skew }))
+        ...extra
+          .filter((e) => !together(e))
+          .map(({ pick, skew }) => ({ message: batch[pick % batch.length]!, skew }))
       ]
-      const ordered = shots
+      const groups = shots
         .map((shot, i) => ({ shot, key: keys[i] ?? i }))
         .toSorted((a, b) => a.key - b.key)
-        .map(({ shot }) => shot)
+        .map(({ shot }) => [shot])
+      for (const { pick, skew } of extra.filter(together)) {
+        const message = batch[pick % batch.length]!
+        groups.find((group) => group[0]!.message.id === message.id)!.push({ message, skew })
+      }
       const seen = new Map<string, number>()
-      const numbered: ReadonlyArray<Shot<E>> = ordered.map((shot) => {
-        const copy = (seen.get(shot.message.id) ?? 0) + 1
-        seen.set(shot.message.id, copy)
-        return { ...shot, copy }
-      })
-      return printable({ shots: numbered }, () => `\n  ${numbered.map(describeShot).join("\n  ")}`)
+      const numbered: ReadonlyArray<ReadonlyArray<Shot<E>>> = groups.map((group) =>
+        group.map((shot) => {
+          const copy = (seen.get(shot.message.id) ?? 0) + 1
+          seen.set(shot.message.id, copy)
+          return { ...shot, copy }
+        })
+      )
+      return printable(
+        { groups: numbered },
+        () =>
+          `\n  ${numbered
+            .map((group) =>
+              group.length === 1
+                ? describeShot(group[0]!, scheme)
+                : `at once: ${group.map((shot) => describeShot(shot, scheme)).join("\n           ")}`
+            )
+            .join("\n  ")}`
+      )
     })
 
   const idempotent = (call?: Property.Options) =>
     fc.assert(
-      fc.asyncProperty(duplicatedCases, async ({ shots }) => {
+      fc.asyncProperty(duplicatedCases, async ({ groups }) => {
         const run = makeRun("idempotent under duplicate delivery")
+        const shots = groups.flat()
         const withDuplicates = await withReceiver(async (subject) => {
           const accepted = new Set<string>()
-          for (const shot of shots) {
-            const duplicate = accepted.has(shot.message.id)
-            const before = duplicate ? await run.observe(subject) : undefined
-            const status = await run.send(subject, shot)
-            if (is2xx(status)) accepted.add(shot.message.id)
-            if (!duplicate) continue
-            if (!acknowledges(status))
-              run.fail(
-                `copy ${shot.copy} of ${shot.message.id}, already accepted, was answered ${status}: the sender retries it until it gives up (acknowledge duplicates with a 2xx; Receiver.middleware: onDuplicate: "acknowledge")`
-              )
+          const unchanged = async (what: string, send: () => Promise<void>) => {
+            const before = await run.observe(subject)
+            await send()
             const after = await run.observe(subject)
             if (!isDeepStrictEqual(before, after))
+              run.fail(`${what} changed the state\nfrom ${show(before)}\nto   ${show(after)}`)
+          }
+          const acknowledged = (shot: Shot<E>, status: number, how: string) => {
+            if (!acknowledges(status))
               run.fail(
-                `copy ${shot.copy} of ${shot.message.id}, already accepted, changed the state\nfrom ${show(before)}\nto   ${show(after)}`
+                `copy ${shot.copy} of ${shot.message.id}, already accepted, was answered ${status}${how}: the sender retries it until it gives up (acknowledge duplicates with a 2xx; Receiver.middleware: onDuplicate: "acknowledge")`
               )
+          }
+          for (const group of groups) {
+            if (group.length === 1) {
+              const shot = group[0]!
+              if (!accepted.has(shot.message.id)) {
+                if (is2xx(await run.send(subject, shot))) accepted.add(shot.message.id)
+                continue
+              }
+              await unchanged(`copy ${shot.copy} of ${shot.message.id}, already accepted,`, async () =>
+                acknowledged(shot, await run.send(subject, shot), "")
+              )
+              continue
+            }
+            // Copies of one message at once: one may be refused while another is handled, but a
+            // message accepted before must be acknowledged, and then again after the batch.
+            const first = group[0]!
+            const send = async () => {
+              const wasAccepted = accepted.has(first.message.id)
+              const statuses = await Promise.all(group.map((shot) => run.send(subject, shot, "at once: ")))
+              group.forEach((shot, i) => {
+                if (wasAccepted) acknowledged(shot, statuses[i]!, " (sent with other copies at once)")
+                else if (is2xx(statuses[i]!)) accepted.add(shot.message.id)
+              })
+            }
+            if (accepted.has(first.message.id))
+              await unchanged(`copies of ${first.message.id}, already accepted, sent at once,`, send)
+            else await send()
+            const again: Shot<E> = { ...first, copy: group.at(-1)!.copy + 1 }
+            if (accepted.has(first.message.id))
+              await unchanged(`${first.message.id}, sent again after copies of it at once,`, async () =>
+                acknowledged(again, await run.send(subject, again, "after the batch: "), " after the batch")
+              )
+            else if (is2xx(await run.send(subject, again, "after the batch: ")))
+              accepted.add(first.message.id)
           }
           for (let round = 0; round < retries; round++) {
             for (const shot of shots) {
@@ -1026,7 +1235,7 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
       return printable(
         { inOrder, permuted },
         () =>
-          `\n  in order: ${inOrder.map(describeShot).join("\n            ")}\n  permuted: ${permuted.map((s) => s.message.id).join(", ")}`
+          `\n  in order: ${inOrder.map((shot) => describeShot(shot, scheme)).join("\n            ")}\n  permuted: ${permuted.map((s) => s.message.id).join(", ")}`
       )
     })
 
@@ -1053,20 +1262,16 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
   // --- verifiesSignatures ---------------------------------------------------------------------------
 
   const half = Math.max(1, Math.floor(tolerance / 2))
-  const tamperArb: fc.Arbitrary<Tamper> = fc.oneof(
+  const byteArb = <T extends "BodyByte" | "SignatureByte">(tag: T) =>
+    fc.record({ _tag: fc.constant(tag), at: fc.nat(), xor: fc.integer({ min: 1, max: 255 }) })
+  const everyScheme: ReadonlyArray<fc.Arbitrary<Tamper>> = [
     fc.constant({ _tag: "Unsigned" } as const),
-    fc.constant({ _tag: "NoHeaders" } as const),
     fc.constant({ _tag: "WrongKey" } as const),
-    fc.record({
-      _tag: fc.constant("BodyByte" as const),
-      at: fc.nat(),
-      xor: fc.integer({ min: 1, max: 255 })
-    }),
-    fc.record({
-      _tag: fc.constant("SignatureByte" as const),
-      at: fc.nat(),
-      xor: fc.integer({ min: 1, max: 255 })
-    }),
+    byteArb("BodyByte"),
+    byteArb("SignatureByte")
+  ]
+  // GitHub signs neither a timestamp nor its delivery id (see `Tamper`); Stripe has one header.
+  const timed: ReadonlyArray<fc.Arbitrary<Tamper>> = [
     fc.record({
       _tag: fc.constant("IdChar" as const),
       at: fc.nat(),
@@ -1078,6 +1283,14 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
     }),
     fc.record({ _tag: fc.constant("Stale" as const), by: fc.integer({ min: 2, max: 366 * 86_400 }) }),
     fc.record({ _tag: fc.constant("Future" as const), by: fc.integer({ min: 2, max: 366 * 86_400 }) })
+  ]
+  const noHeaders: ReadonlyArray<fc.Arbitrary<Tamper>> = [fc.constant({ _tag: "NoHeaders" } as const)]
+  const tamperArb: fc.Arbitrary<Tamper> = fc.oneof(
+    ...(scheme === "StandardWebhooks"
+      ? [...everyScheme, ...noHeaders, ...timed]
+      : scheme === "Stripe"
+        ? [...everyScheme, ...timed]
+        : [...everyScheme, ...noHeaders])
   )
 
   const tamperedCases = fc
@@ -1096,7 +1309,7 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
           `\n  ${items
             .map(
               (item) =>
-                `${item.message.id} ${describeTamper(item.tamper)}, ${item.genuineFirst ? "after" : "before"} the genuine one`
+                `${item.message.id} ${describeTamper(item.tamper, scheme)}, ${item.genuineFirst ? "after" : "before"} the genuine one`
             )
             .join("\n  ")}`
       )
@@ -1125,12 +1338,12 @@ export const laws = <E extends Catalog.Events>(options: LawsOptions<E>): Laws =>
             })
             if (status < 400 || status > 499)
               run.fail(
-                `a delivery ${describeTamper(tamper)} was answered ${status}; it must be refused with a 4xx (401 or 400)`
+                `a delivery ${describeTamper(tamper, scheme)} was answered ${status}; it must be refused with a 4xx (401 or 400)`
               )
             const after = await run.observe(subject)
             if (!isDeepStrictEqual(before, after))
               run.fail(
-                `a refused delivery (${describeTamper(tamper)}) changed the state\nfrom ${show(before)}\nto   ${show(after)}`
+                `a refused delivery (${describeTamper(tamper, scheme)}) changed the state\nfrom ${show(before)}\nto   ${show(after)}`
               )
             if (!genuineFirst) await genuine(2)
           }

@@ -1,10 +1,11 @@
 /**
  * Type tests of the testing kit (must compile / must not compile): the laws' events are the
- * catalog's types with their data, scripts are answers, and a world's body may only read what the
- * world provides.
+ * catalog's types with their data, each scheme signs with its kind of secret, scripts are answers,
+ * and a world's body may only read what the world provides.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as fc from "fast-check"
 import { Catalog, Outbox, Signature } from "../src/index.ts"
@@ -34,6 +35,18 @@ Testing.laws({ ...base, events: fc.constant({ type: "order.shipped" as const, da
 Testing.laws({ ...base, events: fc.constant({ type: "order.paid" as const, data: { id: "o_1" } }) })
 // @ts-expect-error a field only one type has is read after narrowing on `type`
 Testing.laws({ ...base, orderedBy: (event) => String(event.data.amount) })
+
+// Stripe and GitHub sign with their plain secrets, Standard Webhooks (the default) with its keys…
+const plain = [Redacted.make("whsec_stripe")]
+Testing.laws({ ...base, scheme: "Stripe", secrets: plain })
+Testing.laws({ ...base, scheme: "GitHub", secrets: plain, concurrentDuplicates: false })
+Testing.laws({ ...base, scheme: "StandardWebhooks" })
+// @ts-expect-error …not with each other's
+Testing.laws({ ...base, scheme: "Stripe" })
+// @ts-expect-error a Standard Webhooks key is not a plain secret
+Testing.laws({ ...base, secrets: plain })
+// @ts-expect-error nor is there a scheme the laws do not sign
+Testing.laws({ ...base, scheme: "Slack", secrets: plain })
 
 // Scripts are statuses, responses, hang-ups or functions of the request…
 Testing.receiver(Testing.answers([503, { status: 503, retryAfter: 30 }, "refuse", "hang", "reset", 200]))
