@@ -326,7 +326,10 @@ const unverified = async (
             String(json()["id"]),
             Catalog.decodeParts(events, {
               type: json()["type"],
-              timestamp: DateTime.makeUnsafe(Number(json()["created"]) * 1000),
+              // A body that is not the event's JSON has no time: 0, and then it does not decode.
+              timestamp: DateTime.makeUnsafe(
+                Number.isFinite(Number(json()["created"])) ? Number(json()["created"]) * 1000 : 0
+              ),
               data: json()["data"]
             })
           ]
