@@ -786,7 +786,8 @@ const objectsArbitrary = (
     for (const dict of dicts) {
       for (const key of Reflect.ownKeys(dict)) if (!names.has(key)) assignProperty(out, key, dict[key])
     }
-    for (const key of Reflect.ownKeys(fields)) assignProperty(out, key, (fields as any)[key])
+    for (const key of Reflect.ownKeys(fields))
+      assignProperty(out, key, (fields as Readonly<Record<PropertyKey, unknown>>)[key])
     return out
   })
   const plainKeys = ast.indexSignatures.every((signature) => SchemaAST.isString(signature.parameter))

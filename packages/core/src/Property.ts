@@ -110,7 +110,7 @@ const fieldsOf = (error: unknown): string | undefined => {
   const keys = Object.keys(error).filter((key) => key !== "stack" && key !== "message" && key !== "name")
   if (keys.length === 0) return undefined
   const name = (error as { readonly _tag?: unknown })._tag ?? error.name
-  return `${String(name)} ${Formatter.formatJson(Object.fromEntries(keys.map((key) => [key, (error as any)[key]])), { space: 2 })}`
+  return `${String(name)} ${Formatter.formatJson(Object.fromEntries(keys.map((key) => [key, (error as unknown as Record<string, unknown>)[key]])), { space: 2 })}`
 }
 
 /** @internal */

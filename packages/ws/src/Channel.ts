@@ -643,7 +643,13 @@ export const route = <C extends Any, const P extends Route.Path, const H extends
   handlers: H,
   options: RouteOptions = {}
 ): Route.Route<"GET", P, never, HandlerServices<H> | Hub.Hub> =>
-  Route.make("GET", path, serveUpgrade(runtimeOf(channel, handlers as Handlers<Any>, options))) as any
+  // The upgrade reads the hub and the handlers' services from the fiber (no generator per
+  // upgrade), so its own type requires nothing; the route declares them here for the App check.
+  Route.make<"GET", P, never, HandlerServices<H> | Hub.Hub>(
+    "GET",
+    path,
+    serveUpgrade(runtimeOf(channel, handlers as Handlers<Any>, options))
+  )
 
 // The socket of an upgrade request is not reused for another request: say so, or a pooling client
 // (Node's agent) would send its next request down a socket the server ends.

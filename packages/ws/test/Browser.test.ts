@@ -143,7 +143,9 @@ suite("the client in a real browser", () => {
       Effect.gen(function* () {
         const { tab, errors } = yield* openPage
         const result = yield* Effect.promise(() =>
-          tab.evaluate(() => (globalThis as any).strataConversation())
+          tab.evaluate(() =>
+            (globalThis as unknown as { strataConversation: () => unknown }).strataConversation()
+          )
         )
         expect(result).toEqual({
           welcome: { _tag: "Notice", text: "welcome Ada" },
@@ -172,7 +174,7 @@ suite("the client in a real browser", () => {
       Effect.gen(function* () {
         const { tab } = yield* openPage
         const result: any = yield* Effect.promise(() =>
-          tab.evaluate(() => (globalThis as any).strataRefusals())
+          tab.evaluate(() => (globalThis as unknown as { strataRefusals: () => unknown }).strataRefusals())
         )
         expect(result.stale).toMatchObject({ _tag: "Refused", status: 400, error: "ProtocolMismatch" })
         expect(result.stale.message).toContain("protocol version differs")
