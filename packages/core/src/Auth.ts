@@ -595,16 +595,10 @@ const hmacVerifier = (bytes: Uint8Array, algorithms: ReadonlyArray<string>) => {
     if (!allowed.has(alg) || !Object.hasOwn(hmacHashes, alg)) {
       throw new Jose.errors.JOSEAlgNotAllowed('"alg" (Algorithm) Header Parameter value not allowed')
     }
-    const expected = Buffer.from(
-      createHmac(hmacHashes[alg as HmacAlgorithm], key)
-        .update(`${encodedHeader}.${encodedPayload}`)
-        .digest("base64url")
-    )
-    const given = Buffer.from(signature)
-    // The signature's length is public; its bytes are compared in constant time.
-    if (!(given.length === expected.length && timingSafeEqual(given, expected))) {
-      throw new Jose.errors.JWSSignatureVerificationFailed()
-    }
+    const expected = createHmac(hmacHashes[alg as HmacAlgorithm], key)
+      .update(`${encodedHeader}.${encodedPayload}`)
+      .digest("base64url")
+    if (!Signing.sameMac(signature, expected)) throw new Jose.errors.JWSSignatureVerificationFailed()
     const unsecured = `${Buffer.from(JSON.stringify({ ...header, alg: "none" })).toString("base64url")}.${encodedPayload}.`
     return Jose.UnsecuredJWT.decode(unsecured, claims).payload
   }

@@ -150,14 +150,23 @@ const hasContentCoding = (request: HttpServerRequest.HttpServerRequest): boolean
   return coding !== undefined && coding.trim().toLowerCase() !== "identity" && coding.trim() !== ""
 }
 
+/** The 415 for a request whose media type is not accepted (or whose body is content-coded). */
+const refusedType = (
+  request: HttpServerRequest.HttpServerRequest,
+  accepted: ReadonlyArray<string>
+): HttpError.UnsupportedMediaType | undefined => {
+  const type = mediaTypeOf(request)
+  return hasContentCoding(request) || !accepted.some((pattern) => matches(type, pattern))
+    ? new HttpError.UnsupportedMediaType({ accepted })
+    : undefined
+}
+
 const checkType = (
   request: HttpServerRequest.HttpServerRequest,
   accepted: ReadonlyArray<string>
 ): Effect.Effect<void, HttpError.UnsupportedMediaType> => {
-  const type = mediaTypeOf(request)
-  return hasContentCoding(request) || !accepted.some((pattern) => matches(type, pattern))
-    ? Effect.fail(new HttpError.UnsupportedMediaType({ accepted }))
-    : Effect.void
+  const refused = refusedType(request, accepted)
+  return refused === undefined ? Effect.void : Effect.fail(refused)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -296,10 +305,8 @@ const bodyBytes = (
       readonly [HttpServerRequest.HttpServerRequest, Uint8Array],
       Error | HttpError.RequestTimeout
     > => {
-      const type = mediaTypeOf(request)
-      if (hasContentCoding(request) || !accept.some((pattern) => matches(type, pattern))) {
-        return Effect.fail(new HttpError.UnsupportedMediaType({ accepted: accept }))
-      }
+      const refused = refusedType(request, accept)
+      if (refused !== undefined) return Effect.fail(refused)
       return Effect.map(
         withDeadlineAbandoning(readBytes(request, limit), timeout),
         (bytes) => [request, bytes] as const
