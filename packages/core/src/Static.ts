@@ -207,14 +207,6 @@ export const handler = (
     const root = path.resolve(options.root)
     const lexical = path.resolveWithin(root, target.segments.join(path.sep))
     if (Option.isNone(lexical)) return yield* new HttpError.NotFound()
-    const inside = (realRoot: string, real: string) => {
-      const relative = path.relative(realRoot, real)
-      return !(
-        relative !== "" &&
-        (relative === ".." || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative))
-      )
-    }
-
     // The real path of `candidate` if it is inside the root; a symlink that leads out is absent.
     // The root's real path is remembered between requests (one file-system call fewer each) and
     // looked up again before refusing, so a root that is a re-pointed symlink (a release switch)
@@ -223,11 +215,11 @@ export const handler = (
       Effect.gen(function* () {
         const real = yield* lookup(fs.realPath(candidate))
         let realRoot = knownRoot ?? (knownRoot = yield* lookup(fs.realPath(root)))
-        if (!inside(realRoot, real)) {
+        if (!inside(path, realRoot, real)) {
           const fresh = yield* lookup(fs.realPath(root))
           if (fresh === realRoot) return yield* new HttpError.NotFound()
           knownRoot = realRoot = fresh
-          if (!inside(realRoot, real)) return yield* new HttpError.NotFound()
+          if (!inside(path, realRoot, real)) return yield* new HttpError.NotFound()
         }
         const relative = path.relative(realRoot, real)
         if (dotfiles !== "allow" && relative.split(path.sep).some((s) => s.startsWith("."))) {
@@ -329,6 +321,15 @@ export const handler = (
       })
     }
   })
+}
+
+/** Whether the real path `real` is `realRoot` or below it. */
+const inside = (path: Path.Path, realRoot: string, real: string): boolean => {
+  const relative = path.relative(realRoot, real)
+  return !(
+    relative !== "" &&
+    (relative === ".." || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative))
+  )
 }
 
 const hidden = (policy: "deny" | "ignore") =>
